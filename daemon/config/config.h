@@ -1,0 +1,164 @@
+// Daemon configuration: parsed once from YAML, validated, then immutable and shared as
+// std::shared_ptr<const Config>. A reload parses a new one; the running one stays if it fails.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pipelined::config {
+
+using Millis = std::chrono::milliseconds;
+
+struct ServerConfig {
+  std::string listen_address = "127.0.0.1";
+  std::uint16_t listen_port = 8080;
+  int io_threads = 2;
+  std::size_t body_limit_bytes = 20 * 1024 * 1024;
+  std::size_t header_limit_bytes = 16 * 1024;
+  Millis read_timeout{30000};   // a request's header and body must arrive within this
+  Millis idle_timeout{60000};   // keep-alive connection with no request is closed after this
+  Millis request_timeout{300000};  // pipeline deadline per request
+  Millis drain_timeout{30000};  // SIGTERM: in-flight requests get this long to finish
+};
+
+struct AdminConfig {
+  std::string socket_path;  // Unix socket, mode 0600; empty disables
+  std::string tcp_address;  // optional loopback TCP ("127.0.0.1"), empty disables
+  std::uint16_t tcp_port = 0;
+  std::string token;  // bearer token, required when TCP is enabled
+};
+
+struct ProviderConfig {
+  std::string name;
+  std::string base_url;
+  std::string api_key;
+  std::string auth_header = "Authorization";  // "Authorization" sends "Bearer <key>"; others send the key
+  Millis timeout{60000};
+  int max_in_flight = 8;
+  double requests_per_minute = 0;  // 0 = unlimited
+  int max_retries = 3;
+  Millis backoff_base{200};
+  Millis backoff_max{10000};
+};
+
+struct VariantConfig {
+  std::string name;    // "serial", "parallel"
+  std::string plugin;  // plugin file stem in plugins.directory: "<plugin>.so"
+  nlohmann::json config = nlohmann::json::object();  // handed to the plugin's create()
+  // Ordering-only dependencies that hold when this variant runs: a serial variant can wait for a
+  // stage that its parallel sibling overlaps with (medicine: OCR after the drug query).
+  std::vector<std::string> after;
+};
+
+enum class OnFailure { Fail, Partial };
+
+struct StageConfig {
+  std::string name;
+  std::vector<std::string> needs;  // stages whose outputs this one reads
+  bool stream_input = false;       // `input: stream`: reads items of its single need as they are emitted
+  std::vector<VariantConfig> variants;
+  std::string stable;  // name of the stable variant
+  OnFailure on_failure = OnFailure::Fail;
+  bool fallback_to_stable = true;  // a failing non-stable variant reruns on stable
+  std::optional<Millis> timeout;   // per stage run; candidate past it falls back
+  int line = 0;                    // YAML line, for error messages
+
+  const VariantConfig* variant(const std::string& variant_name) const;
+};
+
+struct PipelineConfig {
+  std::string name;
+  std::vector<StageConfig> stages;  // in declaration order
+  // Whole-request fallback: when a candidate run fails, rerun the whole pipeline on stable.
+  bool fallback_whole_request = false;
+
+  const StageConfig* stage(const std::string& stage_name) const;
+};
+
+// How an HTTP request becomes pipeline input.
+enum class RequestFormat { Json, Multipart };
+
+struct EndpointConfig {
+  std::string method = "POST";
+  std::string path;
+  std::string pipeline;
+  RequestFormat format = RequestFormat::Json;
+  // Multipart: file parts become attachments named after their field; other fields become JSON
+  // members. `files_field` names the field whose files are collected (repeated fields allowed).
+  std::string files_field = "file";
+  // Response body template: JSON in which string values "$stages.<stage>[/json/pointer]" and
+  // "$meta.<request_id|elapsed_ms|elapsed_s|variants>" are replaced by values.
+  nlohmann::json response = nlohmann::json::object();
+};
+
+struct RolloutConfig {
+  // Where the sticky key comes from: "header:X-User-Id", "cookie:uid", "json:user_id"; empty = per request.
+  std::string sticky_key;
+  bool allow_force_header = false;  // X-Pipelined-Arm: stable|candidate honoured only when true
+  Millis guardrail_interval{10000};
+  Millis guardrail_window{600000};
+  int min_samples_per_arm = 50;
+  double min_success_rate = 0.95;
+  double min_time_saved = 0.10;         // candidate median latency at least 10 % below stable
+  double max_memory_increase = 0.20;    // candidate median peak bytes at most 20 % above stable
+  double max_error_class_spike = 0.05;  // a new error class above this share of candidate requests
+  double max_shadow_mismatch = 0.01;
+  std::vector<std::string> shadow_ignore_fields;  // JSON pointers ignored when comparing outputs
+  bool shadow_ignore_array_order = false;
+  std::vector<double> steps;  // e.g. 5, 25, 50, 100; empty = manual
+  Millis step_dwell{3600000};
+  bool resume_paused_after_crash = true;  // false: an unclean stop resumes at 0 %
+};
+
+struct MetricsConfig {
+  std::string database_path = "var/pipelined.db";
+  int retention_days = 30;
+  std::size_t queue_capacity = 100000;  // rows beyond this are dropped and counted
+  Millis flush_interval{200};
+};
+
+struct Config {
+  std::string source_path;  // file it was read from
+  ServerConfig server;
+  AdminConfig admin;
+  int worker_threads = 16;
+  std::string plugin_directory = "plugins";
+  std::string state_directory = "var";  // plugin copies, default admin socket
+  std::map<std::string, ProviderConfig> providers;
+  std::vector<PipelineConfig> pipelines;
+  std::vector<EndpointConfig> endpoints;
+  RolloutConfig rollout;
+  MetricsConfig metrics;
+
+  const PipelineConfig* pipeline(const std::string& name) const;
+};
+
+// A config error a person can act on: "configs/default.yaml:12:5: pipelines.menu.stages.ocr: unknown key 'varaints'".
+struct ConfigError {
+  std::string file;
+  int line = 0;    // 1-based; 0 when unknown
+  int column = 0;  // 1-based
+  std::string key; // dotted path of the offending key
+  std::string message;
+  std::string to_string() const;
+};
+
+struct LoadResult {
+  std::shared_ptr<const Config> config;  // null when errors is not empty
+  std::vector<ConfigError> errors;
+};
+
+// Reads and validates a YAML file. `${ENV_VAR}` in scalar values is replaced from the environment
+// (an unset variable is an error unless written `${ENV_VAR:-default}`). Relative paths in the file
+// are resolved against the current directory.
+LoadResult load_file(const std::string& path);
+LoadResult load_string(const std::string& yaml, const std::string& source_name = "<string>");
+
+}  // namespace pipelined::config

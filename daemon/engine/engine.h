@@ -1,0 +1,95 @@
+// Runs one pipeline request over a PluginSet: stages form a graph by their `needs`; stages with no
+// path between them run at the same time on the worker pool; `input: stream` stages start with
+// their upstream and read its items as they are emitted. Per stage, on failure: fail the request,
+// or keep the completed stages' results and mark what is missing (partial); a non-stable variant
+// that fails (or passes its timeout) reruns on the stable variant when fallback is on.
+#pragma once
+
+#include "daemon/plugin_host/plugin_host.h"
+#include "daemon/pool/worker_pool.h"
+
+#include <pipelined/sdk.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pipelined::outbound {
+class OutboundClient;
+}
+
+namespace pipelined::engine {
+
+using Payload = sdk::Payload;
+using Clock = std::chrono::steady_clock;
+
+struct RunRequest {
+  std::string request_id;
+  std::string pipeline;
+  Clock::time_point deadline;
+  Payload input;
+  // stage -> variant to run; a stage not listed runs its stable variant.
+  std::map<std::string, std::string> variants;
+  // Set to true to cancel (client went away, daemon draining past its timeout).
+  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+};
+
+enum class StageStatus { Ok, Failed, Skipped /* a need failed */, FellBack /* candidate failed, stable ran ok */ };
+
+struct StageRecord {
+  std::string stage;
+  std::string variant;  // the variant whose output was used (stable after a fallback)
+  std::string requested_variant;
+  std::string plugin_name;
+  std::string plugin_version;
+  StageStatus status = StageStatus::Ok;
+  int attempts = 0;  // 2 after a fallback
+  std::string error_class;  // of the failing attempt, also kept after a successful fallback
+  std::string error_message;
+  Clock::time_point started;
+  std::chrono::microseconds duration{0};
+  std::int64_t peak_bytes = 0;
+};
+
+struct RunResult {
+  bool ok = false;       // every stage produced output (possibly after fallback)
+  bool partial = false;  // some stages failed with on_failure: partial; outputs has the others
+  std::map<std::string, Payload> outputs;  // stage -> output
+  std::vector<std::string> missing;        // stages without output
+  std::vector<StageRecord> stages;         // in completion order
+  std::string error_class;                 // first failure when !ok
+  std::string error_message;
+  bool fell_back = false;                  // any stage fell back to stable
+  std::int64_t peak_bytes = 0;             // request peak heap bytes
+  std::chrono::microseconds duration{0};
+};
+
+class Engine {
+ public:
+  // `outbound` may be null: plugins then get PL_ERROR from http_send.
+  Engine(pool::WorkerPool& pool, outbound::OutboundClient* outbound);
+  ~Engine();
+
+  // The host services table every plugin gets in create(); pass it to PluginHost.
+  const pl_host_services* services() const;
+
+  // Starts the request; `done` runs exactly once, on a pool thread, when every stage has ended.
+  // `plugins` is held until then, so a hot swap meanwhile does not unload what this request uses.
+  void run(std::shared_ptr<const plugin_host::PluginSet> plugins, RunRequest request,
+           std::function<void(RunResult)> done);
+
+  // run() and wait; for tests and benchmarks.
+  RunResult run_sync(std::shared_ptr<const plugin_host::PluginSet> plugins, RunRequest request);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+const char* to_string(StageStatus status);
+
+}  // namespace pipelined::engine

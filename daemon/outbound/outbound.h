@@ -1,0 +1,60 @@
+// Outbound HTTP for plugins: one libcurl multi handle driven by one I/O thread, so a request in
+// flight costs no thread. Per provider: base URL and key, per-attempt timeout, a cap on requests in
+// flight, a requests-per-minute token bucket, retries with exponential backoff and full jitter on
+// 5xx and timeouts, 429 honoured with its Retry-After, connections reused.
+#pragma once
+
+#include "daemon/config/config.h"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pipelined::outbound {
+
+struct Request {
+  std::string provider;  // empty: `url` is absolute and no provider limits apply
+  std::string method = "POST";
+  std::string path;      // appended to the provider's base URL (or the absolute URL)
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::chrono::milliseconds timeout{0};  // 0: provider default
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+};
+
+struct Response {
+  int status = 0;  // 0: no HTTP response
+  std::string body;
+  std::string error_class;  // "" on success; PL_ERR_* names from plugin_abi.h
+  std::string error;
+  int attempts = 0;
+};
+
+struct ProviderStats {
+  std::uint64_t requests = 0, retries = 0, rate_limited = 0, failures = 0;
+  int in_flight = 0, peak_in_flight = 0;
+};
+
+class OutboundClient {
+ public:
+  explicit OutboundClient(const std::map<std::string, config::ProviderConfig>& providers);
+  ~OutboundClient();  // fails what is still queued with "shutting down", then joins
+
+  // `done` runs exactly once on the I/O thread; keep it short.
+  void send(Request request, std::function<void(Response)> done);
+
+  // Replace provider settings (config reload); requests in flight keep the old ones.
+  void update_providers(const std::map<std::string, config::ProviderConfig>& providers);
+
+  std::map<std::string, ProviderStats> stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pipelined::outbound

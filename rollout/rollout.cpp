@@ -1,0 +1,17 @@
+// Scaffold until the rollout controller lands: every request runs stable, nothing is recorded.
+#include "rollout/rollout.h"
+
+namespace pipelined::rollout {
+
+const char* to_string(Arm arm) { return arm == Arm::Candidate ? "candidate" : "stable"; }
+
+struct RolloutController::Impl {};
+
+RolloutController::RolloutController(std::shared_ptr<const config::Config>) : impl_(std::make_unique<Impl>()) {}
+RolloutController::~RolloutController() = default;
+
+Assignment RolloutController::assign(const std::string&, const std::string&, std::optional<Arm>) const { return {}; }
+
+void RolloutController::record(RequestRecord) {}
+
+}  // namespace pipelined::rollout
