@@ -5,6 +5,8 @@
 
 #include "daemon/config/config.h"
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -60,10 +62,38 @@ struct RequestRecord {
   std::vector<StageRunRecord> stages;
 };
 
+struct ShadowRecord {
+  std::int64_t time_ms = 0;
+  std::string request_id;
+  std::string pipeline;
+  std::int64_t rollout_id = 0;
+  bool candidate_ok = false;  // the shadow run produced output
+  bool matched = false;       // outputs equal under the configured comparison
+  std::string first_difference;  // JSON pointer of the first mismatch, for the report
+  std::int64_t stable_latency_us = 0;
+  std::int64_t candidate_latency_us = 0;
+};
+
+// Answer of the admin API: an HTTP status and a JSON body.
+struct AdminResponse {
+  int status = 200;
+  nlohmann::json body = nlohmann::json::object();
+};
+
 class RolloutController {
  public:
+  // Opens (creating and migrating) the metrics database named in config.metrics and loads the
+  // persisted rollout state. Throws std::runtime_error with an actionable message when the database
+  // is newer than this binary or cannot be opened at all.
   explicit RolloutController(std::shared_ptr<const config::Config> config);
-  ~RolloutController();
+  ~RolloutController();  // stop()
+
+  // Starts the writer thread and the guardrail schedule.
+  void start();
+  // Writes every queued row, stops the threads, marks the stop clean. Idempotent.
+  void stop();
+  // A reloaded config: thresholds, sticky key, retention.
+  void update_config(std::shared_ptr<const config::Config> config);
 
   // Arm for one request. `sticky_key` empty: assigned per request. `forced` is the value of the
   // force header, honoured only when the config allows it.
@@ -73,6 +103,14 @@ class RolloutController {
   // Queues the row for the writer thread; never blocks on disk. Rows that cannot be queued or
   // written are counted as lost.
   void record(RequestRecord record);
+  void record_shadow(ShadowRecord record);
+
+  // Compares a stable and a shadow response body under the configured rules (ignored fields, array
+  // order). Returns "" when they match, else the JSON pointer of the first difference.
+  std::string compare_outputs(const nlohmann::json& stable, const nlohmann::json& candidate) const;
+
+  // The admin API under /admin/rollout, /admin/report: `target` is the path with its query string.
+  AdminResponse handle_admin(const std::string& method, const std::string& target, const std::string& body);
 
  private:
   struct Impl;
