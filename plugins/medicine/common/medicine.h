@@ -1,0 +1,59 @@
+// The medicine pipeline's stages (docs/pipelines.md): drug candidates from the SQLite drug database,
+// OCR of every uploaded package image in one Gemini call, and a chat call matching the OCR keywords
+// to the candidates.
+#pragma once
+
+#include "providers.h"
+
+#include <pipelined/sdk.hpp>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pipelined::plugins::medicine {
+
+// ---- stage drugs -----------------------------------------------------------------------------
+
+struct DrugsConfig {
+  std::string database = "data/drugs.db";  // relative to the daemon's working directory
+  std::size_t limit = 5000;
+  static DrugsConfig from(const json& config, std::string_view plugin);
+};
+// Checks at plugin load that the database opens and has the drugs table.
+void check_database(const DrugsConfig& config);
+// {"drugs": [{"id", "brand", "generic", "ingredients", "strength", "form", "imprint", "shape", "colour", "manufacturer"}]}
+json query_drugs(const DrugsConfig& config);
+
+// ---- stage ocr -------------------------------------------------------------------------------
+
+struct OcrConfig {
+  std::string provider = "gemini";
+  std::string model = "gemini-1.5-flash";
+  std::int64_t timeout_ms = 0;
+  static OcrConfig from(const json& config, std::string_view plugin);
+};
+// Keywords of a package text: words (lowercase, no filler words), strengths ("200 mg") and the
+// imprint; unique, in order of appearance.
+std::vector<std::string> extract_keywords(std::string_view text);
+// Every attachment of the request in one generateContent call. An attachment that is not an image,
+// or whose text comes back empty, is listed in "unreadable"; the others are read.
+json ocr(const sdk::Payload& input, const sdk::Context& ctx, const OcrConfig& config);
+
+// ---- stage analysis --------------------------------------------------------------------------
+
+struct AnalysisConfig {
+  std::string provider = "openai";
+  std::string model = "gpt-4o-mini";
+  std::size_t max_candidates = 60;
+  double min_confidence = 0.0;
+  std::int64_t timeout_ms = 0;
+  static AnalysisConfig from(const json& config, std::string_view plugin);
+};
+// Drugs sharing a brand, generic or imprint keyword with an image, best first, at most `limit`.
+std::vector<const json*> candidate_drugs(const json& drugs, const json& images, std::size_t limit);
+// Input {"drugs": <drugs output>, "ocr": <ocr output>}.
+json analyze(const json& input, const sdk::Context& ctx, const AnalysisConfig& config);
+
+}  // namespace pipelined::plugins::medicine

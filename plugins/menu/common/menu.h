@@ -1,0 +1,107 @@
+// The menu pipeline's stages (docs/pipelines.md): everything but scheduling is shared by the serial
+// and parallel variants, which call these functions with Schedule::Serial or Schedule::Parallel.
+#pragma once
+
+#include "providers.h"
+
+#include <pipelined/sdk.hpp>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pipelined::plugins::menu {
+
+// ---- text helpers (pure) ---------------------------------------------------------------------
+
+// Splits OCR text into lines: trimmed, runs of blanks collapsed, empty lines dropped, and the
+// backslash Tesseract's Japanese model reads for "¥" before a price put back.
+std::vector<std::string> clean_lines(std::string_view text);
+// A line that carries a price (any digit) is a menu item; others are headers.
+bool looks_like_item(std::string_view line);
+// "まぐろ ¥300" -> {"まぐろ", "¥300"}; no price -> {line, ""}.
+std::pair<std::string, std::string> split_price(std::string_view line);
+
+// ---- stage 1: OCR with Gemini (production variant) -------------------------------------------
+
+struct GeminiOcrConfig {
+  std::string provider = "gemini";
+  std::string model = "gemini-1.5-flash";
+  std::int64_t timeout_ms = 0;
+  static GeminiOcrConfig from(const json& config, std::string_view plugin);
+};
+// {"lines": [...]} of the request's first image attachment.
+json ocr_gemini(const sdk::Payload& input, const sdk::Context& ctx, const GeminiOcrConfig& config);
+// The request's image: its first attachment; StageError("invalid_input") when there is none.
+const sdk::Attachment& request_image(const sdk::Payload& input);
+
+// ---- stage 2: categorize ---------------------------------------------------------------------
+
+struct CategorizeConfig {
+  std::string provider = "openai";
+  std::string model = "gpt-4o-mini";
+  std::size_t max_in_flight = 8;    // parallel: chunks = about this many
+  std::size_t min_chunk_lines = 8;  // parallel: no chunk smaller than this (headers aside)
+  std::int64_t timeout_ms = 0;
+  static CategorizeConfig from(const json& config, std::string_view plugin);
+};
+// Contiguous chunks of line indices of about `target` lines, cut before a header where possible;
+// a chunk cut inside a long section starts with that section's header line again (context only:
+// headers are not items, so nothing is doubled).
+std::vector<std::vector<std::size_t>> chunk_lines(const std::vector<std::string>& lines, std::size_t target);
+// Merges the answers of the chunks (each {"categories": [...]}) into one categorization: items keyed
+// by line, first occurrence wins, lines outside `lines` dropped, item lines no answer returned put
+// back next to their neighbours; categories ordered by first item line, items by line.
+// `warnings` receives one message per repaired defect.
+json merge_categories(const std::vector<std::string>& lines, const std::vector<json>& answers,
+                      std::vector<std::string>* warnings = nullptr);
+json categorize(const json& input, const sdk::Context& ctx, const CategorizeConfig& config, Schedule schedule);
+
+// ---- stage 3: translate ----------------------------------------------------------------------
+
+struct TranslateConfig {
+  std::string provider = "google_translate";  // empty: chat only
+  std::string fallback_provider = "openai";   // empty: no fallback
+  std::string fallback_model = "gpt-4o-mini";
+  std::string target = "en";
+  std::int64_t timeout_ms = 0;
+  static TranslateConfig from(const json& config, std::string_view plugin);
+};
+// Serial: one category after another; Parallel: all categories at once. Google Translate first;
+// the categories whose call failed are translated through the chat API.
+json translate(const json& input, const sdk::Context& ctx, const TranslateConfig& config, Schedule schedule);
+
+// ---- stage 4: describe -----------------------------------------------------------------------
+
+struct DescribeConfig {
+  std::string provider = "openai";
+  std::string model = "gpt-4o-mini";
+  std::string language = "en";
+  std::size_t chunk_size = 10;     // serial chunk size
+  std::size_t max_in_flight = 8;   // parallel: chunk size = ceil(items / max_in_flight)
+  std::int64_t timeout_ms = 0;
+  static DescribeConfig from(const json& config, std::string_view plugin);
+};
+std::size_t describe_chunk_size(std::size_t items, const DescribeConfig& config, Schedule schedule);
+// Emits one item per menu item as soon as its chunk's answer arrives; returns the translate output
+// with a description on every item.
+json describe(const json& input, const sdk::Context& ctx, const DescribeConfig& config, Schedule schedule);
+
+// ---- stage 5: images (input: stream) ---------------------------------------------------------
+
+struct ImagesConfig {
+  std::string provider = "openai";
+  std::string model = "dall-e-3";
+  std::string size = "1024x1024";
+  std::int64_t timeout_ms = 0;
+  static ImagesConfig from(const json& config, std::string_view plugin);
+};
+// Serial: reads every item, then generates the images one by one; Parallel: starts each item's
+// image as it arrives. Final {"categories": [...]} in the order of stage 2.
+json images(const sdk::Context& ctx, const ImagesConfig& config, Schedule schedule);
+// Groups emitted items by category_index / item_index into the final categories.
+json assemble_categories(const std::vector<json>& items);
+
+}  // namespace pipelined::plugins::menu

@@ -1,0 +1,58 @@
+// Local OCR of menu images with libtesseract (jpn+chi_tra+eng by default). Serial reads the whole
+// image at once; parallel cuts a tall image into horizontal bands at blank pixel rows and reads the
+// bands at the same time on the daemon's worker pool (ctx.parallel_for), then joins their lines in
+// band order. Tesseract engines are expensive to initialise (hundreds of ms for three languages), so
+// the reader keeps initialised engines for reuse; each is used by one thread at a time.
+#pragma once
+
+#include "providers.h"
+
+#include <pipelined/sdk.hpp>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tesseract {
+class TessBaseAPI;
+}
+
+namespace pipelined::plugins::menu {
+
+struct TesseractConfig {
+  std::string languages = "jpn+chi_tra+eng";
+  std::string tessdata;           // empty: the library's default
+  int page_segmentation = 4;      // PSM_SINGLE_COLUMN: menus are one column of lines of varied size
+  int blank_threshold = 200;      // a row whose pixels are all at least this light (0-255) is blank
+  int min_band_height = 240;      // parallel: no band shorter than this (pixels), images shorter are read whole
+  int max_bands = 8;              // parallel: at most this many bands
+  static TesseractConfig from(const json& config, std::string_view plugin);
+};
+
+// Bands [begin, end) of rows: cuts fall in the middle of runs of blank rows, each band at least
+// `min_height` rows (but the last), about rows/max_bands rows each. Pure, for tests.
+std::vector<std::pair<int, int>> split_bands(const std::vector<bool>& blank_rows, int min_height, int max_bands);
+
+class TesseractReader {
+ public:
+  // Initialises one engine to check that the languages' data is installed; throws with the reason.
+  explicit TesseractReader(TesseractConfig config);
+  ~TesseractReader();
+
+  // {"lines": [...]} of the image (PNG, JPEG, ...: whatever Leptonica decodes).
+  json read(const std::string& image, const sdk::Context& ctx, Schedule schedule) const;
+
+ private:
+  struct Engine;
+  std::unique_ptr<Engine> acquire() const;
+  void release(std::unique_ptr<Engine> engine) const;
+  std::string recognize(Engine& engine, const void* pix) const;
+
+  TesseractConfig config_;
+  mutable std::mutex mu_;
+  mutable std::vector<std::unique_ptr<Engine>> idle_;
+};
+
+}  // namespace pipelined::plugins::menu

@@ -1,0 +1,18 @@
+// Plugin menu_describe_serial: stage "describe", variant "serial".
+#include "common/menu.h"
+
+namespace menu = pipelined::plugins::menu;
+using pipelined::plugins::Schedule;
+
+class DescribeSerial : public pipelined::sdk::Stage {
+ public:
+  explicit DescribeSerial(const nlohmann::json& config) : config_(menu::DescribeConfig::from(config, "menu_describe_serial")) {}
+  pipelined::sdk::Payload run(const pipelined::sdk::Payload& input, pipelined::sdk::Context& ctx) override {
+    return {menu::describe(input.json, ctx, config_, Schedule::Serial), {}};
+  }
+
+ private:
+  const menu::DescribeConfig config_;
+};
+
+PIPELINED_PLUGIN(DescribeSerial, "menu_describe_serial", PIPELINED_PLUGINS_VERSION, "describe", "serial")
