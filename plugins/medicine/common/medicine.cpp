@@ -336,9 +336,9 @@ constexpr const char* kAnalysisInstructions =
 json analyze(const json& input, const sdk::Context& ctx, const AnalysisConfig& config) {
   if (!input.is_object() || !input.contains("drugs") || !input.contains("ocr"))
     throw StageError(PL_ERR_INVALID_INPUT, "analysis: input needs the outputs of stages 'drugs' and 'ocr'");
-  const json& drugs = input["drugs"].value("drugs", json::array());
+  const json drugs = input["drugs"].value("drugs", json::array());
   const json& ocr = input["ocr"];
-  const json& images = ocr.value("images", json::array());
+  const json images = ocr.value("images", json::array());
   const json unreadable = ocr.value("unreadable", json::array());
 
   const auto candidates = candidate_drugs(drugs, images, config.max_candidates);

@@ -190,6 +190,35 @@ std::pair<std::string, std::string> split_price(std::string_view raw) {
 
 // ---- stage 1 ---------------------------------------------------------------------------------
 
+std::vector<std::pair<int, int>> split_bands(const std::vector<bool>& blank, int min_height, int max_bands) {
+  const int rows = static_cast<int>(blank.size());
+  std::vector<std::pair<int, int>> bands;
+  const int target = std::max(min_height, (rows + std::max(max_bands, 1) - 1) / std::max(max_bands, 1));
+  int start = 0;
+  for (int y = 0; y < rows;) {
+    if (!blank[y]) {
+      ++y;
+      continue;
+    }
+    const int run_begin = y;
+    while (y < rows && blank[y]) ++y;
+    const int cut = (run_begin + y) / 2;
+    // Cut in the middle of this blank run when the band is long enough and text follows.
+    if (y < rows && cut - start >= target) {
+      bands.emplace_back(start, cut);
+      start = cut;
+    }
+  }
+  if (start < rows) bands.emplace_back(start, rows);
+  // Bands without any ink are not worth a recognizer call.
+  bands.erase(std::remove_if(bands.begin(), bands.end(),
+                             [&](const std::pair<int, int>& b) {
+                               return std::all_of(blank.begin() + b.first, blank.begin() + b.second, [](bool v) { return v; });
+                             }),
+              bands.end());
+  return bands;
+}
+
 GeminiOcrConfig GeminiOcrConfig::from(const json& config, std::string_view plugin) {
   require_known_keys(config, keys({}), plugin);
   GeminiOcrConfig c;

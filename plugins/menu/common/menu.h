@@ -24,6 +24,13 @@ bool looks_like_item(std::string_view line);
 // "まぐろ ¥300" -> {"まぐろ", "¥300"}; no price -> {line, ""}.
 std::pair<std::string, std::string> split_price(std::string_view line);
 
+// ---- stage 1: OCR -----------------------------------------------------------------------------
+
+// Horizontal bands [begin, end) of an image for parallel OCR, from which rows are blank: cuts fall
+// in the middle of runs of blank rows, each band at least `min_height` rows (but the last) and
+// about rows / max_bands rows; bands without ink are left out.
+std::vector<std::pair<int, int>> split_bands(const std::vector<bool>& blank_rows, int min_height, int max_bands);
+
 // ---- stage 1: OCR with Gemini (production variant) -------------------------------------------
 
 struct GeminiOcrConfig {

@@ -110,17 +110,20 @@ HttpRequest chat_request(const ChatTask& task) {
 
 json chat_result(const HttpResponse& response, std::string_view what) {
   json body = parse_body(response, what);
-  const json* content = nullptr;
+  std::string content;
+  bool found = false;
   if (body.contains("choices") && body["choices"].is_array() && !body["choices"].empty()) {
-    const json& message = body["choices"][0].value("message", json::object());
+    const json message = body["choices"][0].value("message", json::object());
     if (message.contains("refusal") && message["refusal"].is_string())
       throw StageError(PL_ERR_UPSTREAM, std::string(what) + ": the model refused: " + message["refusal"].get<std::string>());
-    if (message.contains("content") && message["content"].is_string()) content = &message["content"];
+    if (message.contains("content") && message["content"].is_string()) {
+      content = message["content"].get<std::string>();
+      found = true;
+    }
   }
-  if (content == nullptr) throw_malformed(what, "no choices[0].message.content");
-  json result = json::parse(content->get_ref<const std::string&>(), nullptr, false);
-  if (result.is_discarded() || !result.is_object())
-    throw_malformed(what, "message content is not a JSON object: " + snippet(content->get<std::string>()));
+  if (!found) throw_malformed(what, "no choices[0].message.content");
+  json result = json::parse(content, nullptr, false);
+  if (result.is_discarded() || !result.is_object()) throw_malformed(what, "message content is not a JSON object: " + snippet(content));
   return result;
 }
 
@@ -197,7 +200,7 @@ std::vector<std::string> gemini_ocr_result(const HttpResponse& response, std::si
   std::string text;
   bool found = false;
   if (body.contains("candidates") && body["candidates"].is_array() && !body["candidates"].empty()) {
-    const json& content = body["candidates"][0].value("content", json::object());
+    const json content = body["candidates"][0].value("content", json::object());
     if (content.contains("parts") && content["parts"].is_array()) {
       for (const json& part : content["parts"]) {
         if (part.is_object() && part.contains("text") && part["text"].is_string()) {

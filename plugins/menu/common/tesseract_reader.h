@@ -31,10 +31,6 @@ struct TesseractConfig {
   static TesseractConfig from(const json& config, std::string_view plugin);
 };
 
-// Bands [begin, end) of rows: cuts fall in the middle of runs of blank rows, each band at least
-// `min_height` rows (but the last), about rows/max_bands rows each. Pure, for tests.
-std::vector<std::pair<int, int>> split_bands(const std::vector<bool>& blank_rows, int min_height, int max_bands);
-
 class TesseractReader {
  public:
   // Initialises one engine to check that the languages' data is installed; throws with the reason.
