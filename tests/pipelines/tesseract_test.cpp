@@ -1,0 +1,109 @@
+// Local OCR (libtesseract, jpn+chi_tra+eng) reads the menu fixtures, serial and banded-parallel.
+// Tesseract is not perfect on CJK (it misreads a few characters, e.g. "¥" as "\"): the test asserts
+// that at least 80 % of the item names are found verbatim in the OCR lines, and that the lines of
+// the parallel variant come in menu order.
+#include "plugins/menu/common/tesseract_reader.h"
+#include "plugins/menu/common/menu.h"
+#include "tests/pipelines/fake_host.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+namespace {
+
+using json = nlohmann::json;
+using pipelined::plugins::Schedule;
+namespace menu = pipelined::plugins::menu;
+namespace fs = std::filesystem;
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+const menu::TesseractReader& reader() {
+  static const menu::TesseractReader r{menu::TesseractConfig{}};
+  return r;
+}
+
+struct Score {
+  std::size_t items = 0, found = 0;
+  bool in_order = true;
+};
+
+// Item names of the sidecar found in the OCR lines; order: each found at a line after the previous.
+Score score(const std::string& fixture, const json& lines) {
+  std::istringstream sidecar(read_file(fs::path(PIPELINED_SOURCE_DIR) / "tests/fixtures/menus" / (fixture + ".txt")));
+  Score s;
+  std::size_t last = 0;
+  for (std::string l; std::getline(sidecar, l);) {
+    if (!menu::looks_like_item(l)) continue;
+    ++s.items;
+    const std::string name = menu::split_price(l).first;
+    // Look after the previous find first: a name can be part of an earlier one (酸辣湯 / 酸辣湯麵).
+    auto find_from = [&](std::size_t from) {
+      for (std::size_t i = from; i < lines.size(); ++i)
+        if (lines[i].get<std::string>().find(name) != std::string::npos) return i;
+      return lines.size();
+    };
+    std::size_t at = find_from(last);
+    if (at == lines.size()) {
+      at = find_from(0);
+      if (at != lines.size()) s.in_order = false;
+    }
+    if (at != lines.size()) {
+      ++s.found;
+      last = at;
+    }
+  }
+  return s;
+}
+
+class TesseractFixtures : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TesseractFixtures, ReadsMostItemNamesSeriallyAndInBands) {
+  const std::string fixture = GetParam();
+  const std::string image = read_file(fs::path(PIPELINED_SOURCE_DIR) / "tests/fixtures/menus" / (fixture + ".png"));
+  for (Schedule schedule : {Schedule::Serial, Schedule::Parallel}) {
+    fake::Run run([](const fake::Call&) { return fake::Reply{}; });
+    const auto start = std::chrono::steady_clock::now();
+    json out = reader().read(image, run.ctx, schedule);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+    const Score s = score(fixture, out["lines"]);
+    const char* name = schedule == Schedule::Serial ? "serial" : "parallel";
+    RecordProperty(std::string(name) + "_found", std::to_string(s.found) + "/" + std::to_string(s.items));
+    std::cout << fixture << " " << name << ": " << s.found << "/" << s.items << " item names, " << ms << " ms\n";
+    EXPECT_GE(s.found * 100, s.items * 80) << name << ": " << s.found << " of " << s.items << " item names\n" << out.dump(1);
+    EXPECT_TRUE(s.in_order) << name;
+    for (const json& l : out["lines"]) EXPECT_FALSE(l.get<std::string>().empty());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Menus, TesseractFixtures,
+                         ::testing::Values("menu_ja_1", "menu_ja_12", "menu_ja_40", "menu_ja_60", "menu_zh_8", "menu_zh_20",
+                                           "menu_zh_40", "menu_zh_60"));
+
+TEST(Tesseract, NotAnImageIsInvalidInput) {
+  fake::Run run([](const fake::Call&) { return fake::Reply{}; });
+  try {
+    reader().read("definitely not an image", run.ctx, Schedule::Parallel);
+    FAIL();
+  } catch (const pipelined::sdk::StageError& e) {
+    EXPECT_EQ(e.error_class(), "invalid_input");
+  }
+}
+
+TEST(Tesseract, MissingLanguageDataFailsAtLoad) {
+  menu::TesseractConfig config;
+  config.languages = "xxx_no_such_language";
+  EXPECT_THROW(menu::TesseractReader{config}, std::runtime_error);
+}
+
+}  // namespace
