@@ -1,0 +1,243 @@
+// End-to-end harness for the reference pipelines: provider-sim as a child process and the daemon's
+// core in-process (WorkerPool + OutboundClient + Engine + PluginHost) on configs/default.yaml with
+// its providers pointed at the sim. Used by tests/pipelines/e2e_test.cpp and bench/pipelines_bench.cpp.
+#pragma once
+
+#include "daemon/config/config.h"
+#include "daemon/engine/engine.h"
+#include "daemon/outbound/outbound.h"
+#include "daemon/plugin_host/plugin_host.h"
+#include "daemon/pool/worker_pool.h"
+
+#include <curl/curl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace harness {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+inline std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + p.string());
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+inline fs::path source_dir() { return PIPELINED_SOURCE_DIR; }
+
+// tests/fixtures/<relative> as a request attachment, as the server makes it from a multipart part.
+inline pipelined::sdk::Attachment fixture(const std::string& relative) {
+  const fs::path p = source_dir() / "tests/fixtures" / relative;
+  return {p.filename().string(), "image/png", std::make_shared<const std::string>(read_file(p))};
+}
+
+// Minimal blocking HTTP for the sim's /_sim endpoints.
+inline std::string http(const std::string& method, const std::string& url, long* status = nullptr) {
+  CURL* curl = curl_easy_init();
+  std::string body;
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
+  if (method == "POST") curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char* p, size_t size, size_t n, void* user) {
+    static_cast<std::string*>(user)->append(p, size * n);
+    return size * n;
+  });
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  const CURLcode rc = curl_easy_perform(curl);
+  long code = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(curl);
+  if (rc != CURLE_OK) throw std::runtime_error(method + " " + url + ": " + curl_easy_strerror(rc));
+  if (status) *status = code;
+  return body;
+}
+
+// provider-sim child process on an ephemeral loopback port, answering OCR from tests/fixtures.
+class ProviderSim {
+ public:
+  explicit ProviderSim(std::vector<std::string> args) {
+    const std::string binary = std::string(PIPELINED_BINARY_DIR) + "/provider-sim/provider-sim";
+    if (!fs::exists(binary)) throw std::runtime_error(binary + " is not built");
+    std::vector<std::string> argv_s = {binary, "--port", "0", "--fixtures", (source_dir() / "tests/fixtures").string()};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;  // built before fork: the child only calls async-signal-safe functions
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int out[2];
+    if (pipe(out) != 0) throw std::runtime_error("pipe failed");
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(out[1], STDOUT_FILENO);
+      close(out[0]);
+      close(out[1]);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    // First stdout line: "listening on 127.0.0.1:PORT".
+    std::string line;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (line.find('\n') == std::string::npos) {
+      pollfd p{out[0], POLLIN, 0};
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+      if (left <= 0 || poll(&p, 1, static_cast<int>(left)) <= 0) break;
+      char buf[256];
+      const ssize_t n = read(out[0], buf, sizeof buf);
+      if (n <= 0) break;
+      line.append(buf, static_cast<std::size_t>(n));
+    }
+    const auto colon = line.rfind(':', line.find('\n'));
+    if (line.rfind("listening on", 0) != 0 || colon == std::string::npos) {
+      close(out[0]);
+      stop();
+      throw std::runtime_error("provider-sim did not say where it listens: '" + line + "'");
+    }
+    port_ = std::stoi(line.substr(colon + 1));
+    // Keep reading its stdout so it never blocks on a full pipe.
+    drain_ = std::thread([fd = out[0]] {
+      char buf[4096];
+      while (read(fd, buf, sizeof buf) > 0) {
+      }
+      close(fd);
+    });
+  }
+  ~ProviderSim() { stop(); }
+  ProviderSim(const ProviderSim&) = delete;
+  ProviderSim& operator=(const ProviderSim&) = delete;
+
+  int port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  json stats() const { return json::parse(http("GET", url() + "/_sim/stats")); }
+  void reset() const { http("POST", url() + "/_sim/reset"); }
+
+ private:
+  void stop() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      int status = 0;
+      waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+    if (drain_.joinable()) drain_.join();
+  }
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::thread drain_;
+};
+
+// configs/default.yaml with its providers on the sim, plugins from this build, state in `state_dir`.
+inline std::shared_ptr<pipelined::config::Config> default_config(const ProviderSim& sim, const fs::path& state_dir) {
+  std::string yaml = read_file(source_dir() / "configs/default.yaml");
+  auto replace_all = [&](const std::string& from, const std::string& to) {
+    for (std::size_t at = yaml.find(from); at != std::string::npos; at = yaml.find(from, at + to.size())) yaml.replace(at, from.size(), to);
+  };
+  replace_all("http://127.0.0.1:9090", sim.url());
+  replace_all("plugin_directory: build/plugins", std::string("plugin_directory: ") + PIPELINED_PLUGIN_DIR);
+  replace_all("state_directory: var", "state_directory: " + state_dir.string());
+  replace_all("database: var/pipelined.db", "database: " + (state_dir / "pipelined.db").string());
+  replace_all("database: data/drugs.db", "database: " + (source_dir() / "data/drugs.db").string());
+  replace_all("socket: var/admin.sock", "socket: " + (state_dir / "admin.sock").string());
+  for (const char* var : {"OPENAI_BASE_URL", "GOOGLE_TRANSLATE_BASE_URL", "GEMINI_BASE_URL"}) unsetenv(var);
+  auto loaded = pipelined::config::load_string(yaml, "configs/default.yaml (test copy)");
+  if (!loaded.errors.empty()) {
+    std::string all;
+    for (const auto& e : loaded.errors) all += e.to_string() + "\n";
+    throw std::runtime_error("config: " + all);
+  }
+  return std::make_shared<pipelined::config::Config>(*loaded.config);
+}
+
+// The daemon's core in-process.
+class Stack {
+ public:
+  explicit Stack(std::shared_ptr<const pipelined::config::Config> config)
+      : config_(std::move(config)),
+        pool_(static_cast<std::size_t>(config_->worker_threads)),
+        outbound_(config_->providers),
+        engine_(pool_, &outbound_),
+        host_(engine_.services()) {
+    auto errors = host_.load(config_);
+    if (!errors.empty()) {
+      std::string all;
+      for (const auto& e : errors) all += e.to_string() + "\n";
+      throw std::runtime_error("plugins: " + all);
+    }
+  }
+
+  // One request; `variants` maps stage -> variant (unlisted stages run stable).
+  pipelined::engine::RunResult run(const std::string& pipeline, std::vector<pipelined::sdk::Attachment> files,
+                                   std::map<std::string, std::string> variants = {},
+                                   std::chrono::milliseconds timeout = std::chrono::minutes(10)) {
+    pipelined::engine::RunRequest request;
+    request.request_id = "test-" + std::to_string(++requests_);
+    request.pipeline = pipeline;
+    request.deadline = pipelined::engine::Clock::now() + timeout;
+    request.input.attachments = std::move(files);
+    request.variants = std::move(variants);
+    return engine_.run_sync(host_.current(), std::move(request));
+  }
+
+  // Every stage of `pipeline` on `variant` where the stage has it, else stable.
+  std::map<std::string, std::string> all(const std::string& pipeline, const std::string& variant) const {
+    std::map<std::string, std::string> out;
+    for (const auto& stage : config_->pipeline(pipeline)->stages)
+      out[stage.name] = stage.variant(variant) ? variant : stage.stable;
+    return out;
+  }
+
+  pipelined::outbound::OutboundClient& outbound() { return outbound_; }
+  const pipelined::config::Config& config() const { return *config_; }
+
+ private:
+  std::shared_ptr<const pipelined::config::Config> config_;
+  pipelined::pool::WorkerPool pool_;
+  pipelined::outbound::OutboundClient outbound_;
+  pipelined::engine::Engine engine_;
+  pipelined::plugin_host::PluginHost host_;
+  int requests_ = 0;
+};
+
+inline const pipelined::engine::StageRecord* stage_record(const pipelined::engine::RunResult& r, const std::string& stage) {
+  for (const auto& s : r.stages)
+    if (s.stage == stage) return &s;
+  return nullptr;
+}
+
+// A counter of the sim's /_sim/stats for the endpoint whose path contains `endpoint`: the first of
+// `keys` present (the sim's names, see docs/provider-sim.md). -1 when absent.
+inline double sim_counter(const json& stats, const std::string& endpoint, std::initializer_list<const char*> keys) {
+  const json* endpoints = &stats;
+  if (stats.contains("endpoints")) endpoints = &stats["endpoints"];
+  auto pick = [&](const json& e) -> double {
+    for (const char* k : keys)
+      if (e.contains(k) && e[k].is_number()) return e[k].get<double>();
+    return -1;
+  };
+  if (endpoints->is_object()) {
+    for (const auto& [name, e] : endpoints->items())
+      if (name.find(endpoint) != std::string::npos && e.is_object()) return pick(e);
+  } else if (endpoints->is_array()) {
+    for (const json& e : *endpoints)
+      if (e.is_object() && e.value("endpoint", e.value("path", "")).find(endpoint) != std::string::npos) return pick(e);
+  }
+  return -1;
+}
+
+}  // namespace harness
