@@ -48,13 +48,16 @@ inline pipelined::sdk::Attachment fixture(const std::string& relative) {
 }
 
 // Minimal blocking HTTP for the sim's /_sim endpoints.
-inline std::string http(const std::string& method, const std::string& url, long* status = nullptr) {
+inline std::string http(const std::string& method, const std::string& url, long* status = nullptr,
+                        const std::string& request_body = "", long timeout_ms = 10000) {
   CURL* curl = curl_easy_init();
   std::string body;
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
-  if (method == "POST") curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  if (method == "POST") curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request_body.c_str());
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char* p, size_t size, size_t n, void* user) {
     static_cast<std::string*>(user)->append(p, size * n);
     return size * n;
@@ -64,6 +67,7 @@ inline std::string http(const std::string& method, const std::string& url, long*
   long code = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
   curl_easy_cleanup(curl);
+  curl_slist_free_all(headers);
   if (rc != CURLE_OK) throw std::runtime_error(method + " " + url + ": " + curl_easy_strerror(rc));
   if (status) *status = code;
   return body;

@@ -1,0 +1,169 @@
+// Reference pipelines benchmark: /translate (menu) and /analyze (medicine) through the daemon's
+// core in-process (tests/pipelines/harness.h) against provider-sim at realistic latency.
+//
+//   build/bench/pipelines_bench [--time-scale 1] [--runs 3] [--openai-in-flight N] [--menu menu_ja_40]
+//
+// Menu: all-serial vs all-parallel end to end, and the critical-path bound of the parallel pipeline
+// given the in-flight limits:
+//   bound = ocr + categorize + translate + describe (the parallel run's stage times: each of those
+//           stages is one round of concurrent requests or local work)
+//         + ceil(items / openai.max_in_flight) x one image generation (measured alone)
+// (images can only start when the first description chunk is back and at most max_in_flight run at
+// once). Medicine with 1 and 3 images: serial vs parallel, and the overlap bound
+// max(drugs, ocr) + analysis. Memory: the request's peak heap bytes (engine accounting).
+#include "tests/pipelines/harness.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <numeric>
+
+namespace {
+
+using harness::json;
+using pipelined::engine::RunResult;
+
+double seconds(std::chrono::microseconds d) { return std::chrono::duration<double>(d).count(); }
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+double stage_s(const RunResult& r, const std::string& stage) {
+  const auto* s = harness::stage_record(r, stage);
+  return s ? seconds(s->duration) : 0;
+}
+
+struct Arm {
+  std::vector<double> wall_s, peak_mb;
+  std::vector<RunResult> results;
+};
+
+Arm measure(harness::Stack& stack, const std::string& pipeline, const std::vector<pipelined::sdk::Attachment>& files,
+            const std::string& variant, int runs) {
+  Arm arm;
+  for (int i = 0; i < runs; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    RunResult r = stack.run(pipeline, files, stack.all(pipeline, variant));
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!r.ok) {
+      std::cerr << pipeline << " " << variant << " run failed: " << r.error_class << ": " << r.error_message << "\n";
+      std::exit(1);
+    }
+    std::fprintf(stderr, "  %s %s run %d: %.2f s\n", pipeline.c_str(), variant.c_str(), i + 1, wall);
+    arm.wall_s.push_back(wall);
+    arm.peak_mb.push_back(static_cast<double>(r.peak_bytes) / (1024.0 * 1024.0));
+    arm.results.push_back(std::move(r));
+  }
+  return arm;
+}
+
+double median_stage(const Arm& arm, const std::string& stage) {
+  std::vector<double> v;
+  for (const auto& r : arm.results) v.push_back(stage_s(r, stage));
+  return median(v);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string time_scale = "1", menu = "menu_ja_40";
+  int runs = 3, openai_in_flight = 0;
+  std::string command = argv[0];
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    command += " " + a;
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << a << " needs a value\n";
+        std::exit(2);
+      }
+      command += std::string(" ") + argv[i + 1];
+      return argv[++i];
+    };
+    if (a == "--time-scale") time_scale = value();
+    else if (a == "--runs") runs = std::stoi(value());
+    else if (a == "--openai-in-flight") openai_in_flight = std::stoi(value());
+    else if (a == "--menu") menu = value();
+    else {
+      std::cerr << "usage: " << argv[0] << " [--time-scale S] [--runs N] [--openai-in-flight N] [--menu FIXTURE]\n";
+      return 2;
+    }
+  }
+
+  harness::ProviderSim sim({"--time-scale", time_scale, "--seed", "1"});
+  const auto state = harness::fs::temp_directory_path() / ("pipelines-bench-" + std::to_string(getpid()));
+  harness::fs::create_directories(state);
+  auto config = harness::default_config(sim, state);
+  if (openai_in_flight > 0) {
+    config->providers["openai"].max_in_flight = openai_in_flight;
+    for (auto& p : config->pipelines)
+      for (auto& s : p.stages)
+        for (auto& v : s.variants)
+          if (v.config.contains("max_in_flight")) v.config["max_in_flight"] = openai_in_flight;
+  }
+  const int in_flight = config->providers.at("openai").max_in_flight;
+  harness::Stack stack(config);
+
+  const auto menu_image = harness::fixture("menus/" + menu + ".png");
+  const std::vector<pipelined::sdk::Attachment> one = {harness::fixture("medicine/medicine_1.png")};
+  const std::vector<pipelined::sdk::Attachment> three = {harness::fixture("medicine/medicine_1.png"),
+                                                         harness::fixture("medicine/medicine_2.png"),
+                                                         harness::fixture("medicine/medicine_3.png")};
+
+  std::fprintf(stderr, "warm-up (Tesseract engines, connections)\n");
+  measure(stack, "menu", {harness::fixture("menus/menu_ja_12.png")}, "parallel", 1);
+  measure(stack, "medicine", one, "parallel", 1);
+
+  // One image generation alone, the unit of the images stage's critical path.
+  std::vector<double> image_s;
+  for (int i = 0; i < 3; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    harness::http("POST", sim.url() + "/v1/images/generations", nullptr,
+                  json{{"model", "dall-e-3"}, {"prompt", "bench " + std::to_string(i)}, {"n", 1}, {"size", "1024x1024"}}.dump(),
+                  120000);
+    image_s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  const double t_image = median(image_s);
+
+  std::fprintf(stderr, "menu %s\n", menu.c_str());
+  Arm serial = measure(stack, "menu", {menu_image}, "serial", std::max(1, runs / 3));
+  Arm parallel = measure(stack, "menu", {menu_image}, "parallel", runs);
+  std::size_t items = 0;
+  for (const json& c : parallel.results.front().outputs.at("images").json.at("categories")) items += c.at("items").size();
+  const double before_images = median_stage(parallel, "ocr") + median_stage(parallel, "categorize") +
+                               median_stage(parallel, "translate") + median_stage(parallel, "describe");
+  const double bound = before_images + std::ceil(static_cast<double>(items) / in_flight) * t_image;
+  const double s_serial = median(serial.wall_s), s_parallel = median(parallel.wall_s);
+
+  std::printf("## /translate, %s (%zu items), provider-sim --time-scale %s, openai max_in_flight %d\n\n", menu.c_str(), items,
+              time_scale.c_str(), in_flight);
+  std::printf("| arm | median s | runs | peak heap MB (median) |\n|---|---|---|---|\n");
+  std::printf("| all serial | %.2f | %zu | %.1f |\n", s_serial, serial.wall_s.size(), median(serial.peak_mb));
+  std::printf("| all parallel | %.2f | %zu | %.1f |\n", s_parallel, parallel.wall_s.size(), median(parallel.peak_mb));
+  std::printf("| critical-path bound | %.2f | | |\n\n", bound);
+  std::printf("speed-up %.2fx; parallel / bound = %.2f; one image %.2f s; parallel stages (median s): ocr %.2f, categorize %.2f, "
+              "translate %.2f, describe %.2f, images %.2f\n\n",
+              s_serial / s_parallel, s_parallel / bound, t_image, median_stage(parallel, "ocr"), median_stage(parallel, "categorize"),
+              median_stage(parallel, "translate"), median_stage(parallel, "describe"), median_stage(parallel, "images"));
+  std::printf("serial stages (median s): ocr %.2f, categorize %.2f, translate %.2f, describe %.2f, images %.2f\n\n",
+              median_stage(serial, "ocr"), median_stage(serial, "categorize"), median_stage(serial, "translate"),
+              median_stage(serial, "describe"), median_stage(serial, "images"));
+
+  std::printf("## /analyze, provider-sim --time-scale %s\n\n", time_scale.c_str());
+  std::printf("| images | serial s | parallel s | overlap bound s | drugs s | ocr s | analysis s | peak heap MB serial / parallel |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  for (const auto* files : {&one, &three}) {
+    Arm ms = measure(stack, "medicine", *files, "serial", runs);
+    Arm mp = measure(stack, "medicine", *files, "parallel", runs);
+    const double drugs = median_stage(mp, "drugs"), ocr = median_stage(mp, "ocr"), analysis = median_stage(mp, "analysis");
+    std::printf("| %zu | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f / %.1f |\n", files->size(), median(ms.wall_s), median(mp.wall_s),
+                std::max(drugs, ocr) + analysis, drugs, ocr, analysis, median(ms.peak_mb), median(mp.peak_mb));
+  }
+  std::printf("\ncommand: %s\n", command.c_str());
+  harness::fs::remove_all(state);
+  return 0;
+}
