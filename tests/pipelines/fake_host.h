@@ -36,6 +36,31 @@ struct Call {
 
 using Provider = std::function<Reply(const Call&)>;
 
+// Caps requests in flight per provider across runs, like the outbound client: the excess waits.
+class Limiter {
+ public:
+  explicit Limiter(std::map<std::string, int> max_in_flight) : max_(std::move(max_in_flight)) {}
+  void acquire(const std::string& provider) {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto it = max_.find(provider);
+    if (it == max_.end()) return;
+    cv_.wait(lock, [&] { return in_flight_[provider] < it->second; });
+    ++in_flight_[provider];
+  }
+  void release(const std::string& provider) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!max_.count(provider)) return;
+    --in_flight_[provider];
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, int> max_;
+  std::map<std::string, int> in_flight_;
+};
+
 }  // namespace fake
 
 struct pl_run_context {
@@ -51,6 +76,8 @@ struct pl_run_context {
   std::atomic<int> in_flight{0}, peak_in_flight{0};
   std::atomic<bool> cancelled{false};
   std::vector<std::thread> threads;
+  std::shared_ptr<fake::Limiter> limiter;                   // optional
+  std::function<void(const nlohmann::json&)> on_emit;      // optional: hands emitted items on
 
   ~pl_run_context() { join(); }
   void join() {
@@ -89,8 +116,10 @@ inline const pl_host_services* services() {
     h.set_output = [](pl_run_context*, const pl_payload*) -> int { return PL_OK; };
     h.set_error = [](pl_run_context*, const char*, const char*) {};
     h.emit_item = [](pl_run_context* c, const pl_payload* p) -> int {
+      json item = json::parse(p->json, p->json + p->json_size);
+      if (c->on_emit) c->on_emit(item);
       std::lock_guard<std::mutex> lock(c->mu);
-      c->emitted.push_back(json::parse(p->json, p->json + p->json_size));
+      c->emitted.push_back(std::move(item));
       c->emitted_at.push_back(Clock::now());
       return PL_OK;
     };
@@ -124,13 +153,15 @@ inline const pl_host_services* services() {
       {
         std::lock_guard<std::mutex> lock(c->mu);
         c->calls.push_back(call);
-        int now = ++c->in_flight;
-        int peak = c->peak_in_flight.load();
-        while (now > peak && !c->peak_in_flight.compare_exchange_weak(peak, now)) {
-        }
-        c->threads.emplace_back([c, cb, user, reply] {
+        c->threads.emplace_back([c, cb, user, reply, provider = call.provider] {
+          if (c->limiter) c->limiter->acquire(provider);
+          int now = ++c->in_flight;
+          int peak = c->peak_in_flight.load();
+          while (now > peak && !c->peak_in_flight.compare_exchange_weak(peak, now)) {
+          }
           std::this_thread::sleep_for(std::chrono::milliseconds(reply.delay_ms));
           --c->in_flight;
+          if (c->limiter) c->limiter->release(provider);
           pl_http_response out{reply.status, reply.body.data(), reply.body.size(),
                                reply.error_class.empty() ? nullptr : reply.error_class.c_str(),
                                reply.error_class.empty() ? nullptr : "fake transport failure", 1};

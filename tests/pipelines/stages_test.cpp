@@ -4,6 +4,7 @@
 #include "plugins/medicine/common/medicine.h"
 #include "plugins/menu/common/menu.h"
 #include "tests/pipelines/fake_host.h"
+#include "tests/pipelines/fake_providers.h"
 
 #include <gtest/gtest.h>
 
@@ -19,6 +20,9 @@ using pipelined::plugins::Schedule;
 namespace menu = pipelined::plugins::menu;
 namespace medicine = pipelined::plugins::medicine;
 namespace fs = std::filesystem;
+using fake::has_digit;
+using fake::menu_world;
+using fake::gemini_world;
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -33,57 +37,6 @@ std::vector<std::string> fixture_lines(const std::string& name) {
   for (std::string l; std::getline(in, l);)
     if (!l.empty()) lines.push_back(l);
   return lines;
-}
-
-bool has_digit(const std::string& s) { return s.find_first_of("0123456789") != std::string::npos; }
-
-// A well-behaved provider for the menu tasks (what docs/pipelines.md asks of a server).
-fake::Reply menu_world(const fake::Call& c) {
-  fake::Reply r;
-  if (c.path == "chat/completions") {
-    const std::string schema = c.body["response_format"]["json_schema"]["name"];
-    const json user = json::parse(c.body["messages"][1]["content"].get<std::string>());
-    json answer;
-    if (schema == "menu_categories") {
-      json categories = json::array();
-      std::map<std::string, std::size_t> index;
-      std::string header = "Other";
-      for (const json& l : user["lines"]) {
-        const std::string text = l["text"];
-        if (!has_digit(text)) {
-          header = text;
-          continue;
-        }
-        if (!index.count(header)) {
-          index[header] = categories.size();
-          categories.push_back({{"name", header}, {"items", json::array()}});
-        }
-        const auto space = text.rfind(' ');
-        categories[index[header]]["items"].push_back(
-            {{"line", l["line"]}, {"name", text.substr(0, space)}, {"price", space == std::string::npos ? "" : text.substr(space + 1)}});
-      }
-      answer = {{"categories", categories}};
-    } else if (schema == "menu_translations") {
-      json list = json::array();
-      for (const json& t : user["texts"]) list.push_back({{"id", t["id"]}, {"translation", "C(" + t["text"].get<std::string>() + ")"}});
-      answer = {{"translations", list}};
-    } else if (schema == "menu_descriptions") {
-      json list = json::array();
-      for (const json& t : user["items"])
-        list.push_back({{"id", t["id"]}, {"description", "About " + t["translation"].get<std::string>() + "."}});
-      answer = {{"descriptions", list}};
-    }
-    r.body = fake::chat_reply(answer);
-  } else if (c.provider == "google_translate") {
-    json list = json::array();
-    for (const json& q : c.body["q"]) list.push_back({{"translatedText", "T(" + q.get<std::string>() + ")"}, {"detectedSourceLanguage", "ja"}});
-    r.body = json{{"data", {{"translations", list}}}}.dump();
-  } else if (c.path == "images/generations") {
-    r.body = json{{"created", 1}, {"data", json::array({{{"url", "http://img/" + std::to_string(std::hash<std::string>{}(c.body["prompt"]))}}})}}.dump();
-  } else {
-    r.status = 404;
-  }
-  return r;
 }
 
 json ocr_output(const std::string& fixture) { return {{"lines", fixture_lines(fixture)}}; }
@@ -377,25 +330,6 @@ TEST(MenuStagesStreaming, ParallelImagesStartBeforeTheStreamEnds) {
 pipelined::sdk::Attachment fixture_attachment(const std::string& name) {
   const fs::path p = fs::path(PIPELINED_SOURCE_DIR) / "tests/fixtures/medicine" / name;
   return {name, "image/png", std::make_shared<const std::string>(read_file(p))};
-}
-
-// Gemini answering from the fixtures' sidecar texts, like provider-sim.
-fake::Reply gemini_world(const fake::Call& c) {
-  std::map<std::string, std::string> texts;
-  for (const auto& entry : fs::directory_iterator(fs::path(PIPELINED_SOURCE_DIR) / "tests/fixtures/medicine"))
-    if (entry.path().extension() == ".png") {
-      auto sidecar = entry.path();
-      sidecar.replace_extension(".txt");
-      texts[read_file(entry.path())] = read_file(sidecar);
-    }
-  json answer = json::array();
-  for (const json& part : c.body["contents"][0]["parts"])
-    if (part.contains("inline_data")) answer.push_back(texts[pipelined::plugins::base64_decode(part["inline_data"]["data"].get<std::string>())]);
-  fake::Reply r;
-  r.body = json{{"candidates", json::array({{{"content", {{"parts", json::array({{{"text", answer.dump()}}})}, {"role", "model"}}},
-                                             {"finishReason", "STOP"}}})}}
-               .dump();
-  return r;
 }
 
 TEST(Medicine, KeywordsOfAPackage) {
