@@ -90,6 +90,19 @@ INSTANTIATE_TEST_SUITE_P(Menus, TesseractFixtures,
                          ::testing::Values("menu_ja_1", "menu_ja_12", "menu_ja_40", "menu_ja_60", "menu_zh_8", "menu_zh_20",
                                            "menu_zh_40", "menu_zh_60"));
 
+// The benchmark menu reads the same whole or in bands (any band count): the e2e test that compares
+// every combination of variants relies on it.
+TEST(Tesseract, BenchmarkMenuReadsTheSameWholeAndInBands) {
+  const std::string image = read_file(fs::path(PIPELINED_SOURCE_DIR) / "tests/fixtures/menus/menu_ja_40.png");
+  fake::Run run([](const fake::Call&) { return fake::Reply{}; });
+  const json whole = reader().read(image, run.ctx, Schedule::Serial);
+  for (int bands : {2, 4, 8}) {
+    menu::TesseractConfig config;
+    config.max_bands = bands;
+    EXPECT_EQ(menu::TesseractReader(config).read(image, run.ctx, Schedule::Parallel), whole) << bands << " bands";
+  }
+}
+
 TEST(Tesseract, NotAnImageIsInvalidInput) {
   fake::Run run([](const fake::Call&) { return fake::Reply{}; });
   try {

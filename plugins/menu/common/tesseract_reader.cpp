@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <thread>
 
 namespace pipelined::plugins::menu {
 
@@ -38,6 +39,8 @@ std::vector<bool> blank_rows(Pix* gray, int threshold) {
 
 }  // namespace
 
+int TesseractConfig::cpu_bands() { return std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 2, 8); }
+
 TesseractConfig TesseractConfig::from(const json& config, std::string_view plugin) {
   require_known_keys(config, {"languages", "tessdata", "page_segmentation", "blank_threshold", "min_band_height", "max_bands"}, plugin);
   TesseractConfig c;
@@ -46,7 +49,7 @@ TesseractConfig TesseractConfig::from(const json& config, std::string_view plugi
   c.page_segmentation = static_cast<int>(config_number(config, "page_segmentation", c.page_segmentation));
   c.blank_threshold = static_cast<int>(config_number(config, "blank_threshold", c.blank_threshold));
   c.min_band_height = static_cast<int>(config_size(config, "min_band_height", c.min_band_height));
-  c.max_bands = static_cast<int>(config_size(config, "max_bands", c.max_bands));
+  c.max_bands = static_cast<int>(config_size(config, "max_bands", static_cast<std::size_t>(c.max_bands)));
   if (c.page_segmentation < 0 || c.page_segmentation > 13) throw std::invalid_argument(std::string(plugin) + ": page_segmentation must be 0..13");
   return c;
 }
@@ -82,7 +85,8 @@ std::unique_ptr<TesseractReader::Engine> TesseractReader::acquire() const {
 
 void TesseractReader::release(std::unique_ptr<Engine> engine) const {
   std::lock_guard<std::mutex> lock(mu_);
-  idle_.push_back(std::move(engine));
+  // Concurrent requests may have needed more; keep what one parallel read uses.
+  if (idle_.size() < static_cast<std::size_t>(std::max(config_.max_bands, 1))) idle_.push_back(std::move(engine));
 }
 
 std::string TesseractReader::recognize(Engine& engine, const void* pix) const {

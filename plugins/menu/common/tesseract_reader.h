@@ -1,8 +1,9 @@
 // Local OCR of menu images with libtesseract (jpn+chi_tra+eng by default). Serial reads the whole
 // image at once; parallel cuts a tall image into horizontal bands at blank pixel rows and reads the
 // bands at the same time on the daemon's worker pool (ctx.parallel_for), then joins their lines in
-// band order. Tesseract engines are expensive to initialise (hundreds of ms for three languages), so
-// the reader keeps initialised engines for reuse; each is used by one thread at a time.
+// band order. Tesseract engines are expensive to initialise (about 0.3 s and 90 MB each for three
+// languages), so the reader keeps up to max_bands initialised engines for reuse; each is used by one
+// thread at a time. More bands than CPUs gain nothing and cost an engine each.
 #pragma once
 
 #include "providers.h"
@@ -27,8 +28,9 @@ struct TesseractConfig {
   int page_segmentation = 4;      // PSM_SINGLE_COLUMN: menus are one column of lines of varied size
   int blank_threshold = 200;      // a row whose pixels are all at least this light (0-255) is blank
   int min_band_height = 240;      // parallel: no band shorter than this (pixels), images shorter are read whole
-  int max_bands = 8;              // parallel: at most this many bands
+  int max_bands = cpu_bands();    // parallel: at most this many bands (default: the CPU count, 2..8)
   static TesseractConfig from(const json& config, std::string_view plugin);
+  static int cpu_bands();
 };
 
 class TesseractReader {
