@@ -157,7 +157,7 @@ OcrConfig OcrConfig::from(const json& config, std::string_view plugin) {
   OcrConfig c;
   c.provider = config_string(config, "provider", c.provider);
   c.model = config_string(config, "model", c.model);
-  c.timeout_ms = static_cast<std::int64_t>(config_number(config, "timeout_ms", 0));
+  c.timeout_ms = config_timeout_ms(config);
   return c;
 }
 
@@ -224,11 +224,7 @@ json ocr(const sdk::Payload& input, const sdk::Context& ctx, const OcrConfig& co
     std::vector<std::string> texts;
     run_requests(
         ctx, 1, Schedule::Serial,
-        [&](std::size_t) {
-          auto request = gemini_ocr_request(config.provider, config.model, batch);
-          request.timeout_ms = config.timeout_ms;
-          return request;
-        },
+        [&](std::size_t) { return with_timeout(gemini_ocr_request(config.provider, config.model, batch), config.timeout_ms); },
         [&](std::size_t, const sdk::HttpResponse& r) { texts = gemini_ocr_result(r, batch.size()); });
     for (std::size_t k = 0; k < batch.size(); ++k) {
       json& image = images[batch_index[k]];
@@ -262,7 +258,7 @@ AnalysisConfig AnalysisConfig::from(const json& config, std::string_view plugin)
   c.model = config_string(config, "model", c.model);
   c.max_candidates = config_size(config, "max_candidates", c.max_candidates);
   c.min_confidence = config_number(config, "min_confidence", c.min_confidence);
-  c.timeout_ms = static_cast<std::int64_t>(config_number(config, "timeout_ms", 0));
+  c.timeout_ms = config_timeout_ms(config);
   return c;
 }
 
@@ -362,11 +358,7 @@ json analyze(const json& input, const sdk::Context& ctx, const AnalysisConfig& c
                   "medicine_matches", matches_schema()};
     run_requests(
         ctx, 1, Schedule::Serial,
-        [&](std::size_t) {
-          auto request = chat_request(task);
-          request.timeout_ms = config.timeout_ms;
-          return request;
-        },
+        [&](std::size_t) { return with_timeout(chat_request(task), config.timeout_ms); },
         [&](std::size_t, const sdk::HttpResponse& r) {
           json answer = chat_result(r, "medicine_matches");
           if (!answer.contains("medicines") || !answer["medicines"].is_array()) throw_malformed("medicine_matches", "no medicines array");

@@ -41,13 +41,6 @@ std::vector<std::string> keys(std::vector<std::string> extra) {
   return extra;
 }
 
-std::int64_t config_timeout(const json& config) { return static_cast<std::int64_t>(config_number(config, "timeout_ms", 0)); }
-
-sdk::HttpRequest with_timeout(sdk::HttpRequest request, std::int64_t timeout_ms) {
-  request.timeout_ms = timeout_ms;
-  return request;
-}
-
 const json& require_array(const json& doc, const char* key, const char* stage) {
   if (!doc.is_object() || !doc.contains(key) || !doc[key].is_array())
     throw StageError(PL_ERR_INVALID_INPUT, std::string(stage) + ": input has no '" + key + "' array");
@@ -224,7 +217,7 @@ GeminiOcrConfig GeminiOcrConfig::from(const json& config, std::string_view plugi
   GeminiOcrConfig c;
   c.provider = config_string(config, "provider", c.provider);
   c.model = config_string(config, "model", c.model);
-  c.timeout_ms = config_timeout(config);
+  c.timeout_ms = config_timeout_ms(config);
   return c;
 }
 
@@ -255,7 +248,7 @@ CategorizeConfig CategorizeConfig::from(const json& config, std::string_view plu
   c.model = config_string(config, "model", c.model);
   c.max_in_flight = config_size(config, "max_in_flight", c.max_in_flight);
   c.min_chunk_lines = config_size(config, "min_chunk_lines", c.min_chunk_lines);
-  c.timeout_ms = config_timeout(config);
+  c.timeout_ms = config_timeout_ms(config);
   return c;
 }
 
@@ -416,7 +409,7 @@ TranslateConfig TranslateConfig::from(const json& config, std::string_view plugi
   c.fallback_provider = config_string(config, "fallback_provider", c.fallback_provider);
   c.fallback_model = config_string(config, "fallback_model", c.fallback_model);
   c.target = config_string(config, "target", c.target);
-  c.timeout_ms = config_timeout(config);
+  c.timeout_ms = config_timeout_ms(config);
   if (c.provider.empty() && c.fallback_provider.empty())
     throw std::invalid_argument(std::string(plugin) + ": needs 'provider' or 'fallback_provider'");
   return c;
@@ -504,7 +497,7 @@ DescribeConfig DescribeConfig::from(const json& config, std::string_view plugin)
   c.language = config_string(config, "language", c.language);
   c.chunk_size = config_size(config, "chunk_size", c.chunk_size);
   c.max_in_flight = config_size(config, "max_in_flight", c.max_in_flight);
-  c.timeout_ms = config_timeout(config);
+  c.timeout_ms = config_timeout_ms(config);
   return c;
 }
 
@@ -580,7 +573,7 @@ ImagesConfig ImagesConfig::from(const json& config, std::string_view plugin) {
   c.provider = config_string(config, "provider", c.provider);
   c.model = config_string(config, "model", c.model);
   c.size = config_string(config, "size", c.size);
-  c.timeout_ms = config_timeout(config);
+  c.timeout_ms = config_timeout_ms(config);
   return c;
 }
 

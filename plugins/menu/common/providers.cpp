@@ -69,6 +69,12 @@ double config_number(const json& config, const char* key, double fallback) {
   return it->get<double>();
 }
 
+std::int64_t config_timeout_ms(const json& config) {
+  const double ms = config_number(config, "timeout_ms", 0);
+  if (ms < 0) throw std::invalid_argument("config 'timeout_ms' must not be negative");
+  return static_cast<std::int64_t>(ms);
+}
+
 // ---- responses -------------------------------------------------------------------------------
 
 void throw_if_failed(const HttpResponse& response, std::string_view what) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,6 +34,14 @@ void require_known_keys(const json& config, const std::vector<std::string>& allo
 std::string config_string(const json& config, const char* key, const std::string& fallback);
 std::size_t config_size(const json& config, const char* key, std::size_t fallback);  // > 0
 double config_number(const json& config, const char* key, double fallback);
+// "timeout_ms": per-attempt timeout of the stage's requests; 0 (default) = the provider's.
+std::int64_t config_timeout_ms(const json& config);
+
+// The request with its per-attempt timeout set (0: the provider's).
+inline sdk::HttpRequest with_timeout(sdk::HttpRequest request, std::int64_t timeout_ms) {
+  request.timeout_ms = timeout_ms;
+  return request;
+}
 
 // ---- responses -------------------------------------------------------------------------------
 
