@@ -1,9 +1,10 @@
-// Per-request heap accounting. The daemon replaces global operator new/delete (memory_account.cpp,
-// linked into the pipelined executable only) and charges every allocation to the MemoryAccount
+// Per-request heap accounting. The daemon replaces global operator new/delete (operator_new.cpp,
+// the pipelined_memory_accounting object library, linked into the pipelined executable) and charges every allocation to the MemoryAccount
 // installed on the allocating thread. The worker pool carries the account into the tasks it runs,
 // so work a request hands to pool threads is charged to that request. Plugins are shared libraries
 // that resolve operator new to the executable's, so their allocations are charged too; C code that
-// calls malloc directly (libcurl, tesseract) is not.
+// calls malloc directly (libcurl, tesseract) is not. A block freed on a thread with another
+// account is released from that account (clamped at zero), so peaks err high, never low.
 #pragma once
 
 #include <atomic>
