@@ -1,0 +1,601 @@
+#include "daemon/config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+namespace pipelined::config {
+
+const VariantConfig* StageConfig::variant(const std::string& variant_name) const {
+  for (const auto& v : variants)
+    if (v.name == variant_name) return &v;
+  return nullptr;
+}
+
+const StageConfig* PipelineConfig::stage(const std::string& stage_name) const {
+  for (const auto& s : stages)
+    if (s.name == stage_name) return &s;
+  return nullptr;
+}
+
+const PipelineConfig* Config::pipeline(const std::string& name) const {
+  for (const auto& p : pipelines)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+std::string ConfigError::to_string() const {
+  std::ostringstream out;
+  out << file;
+  if (line > 0) out << ':' << line << ':' << column;
+  out << ": ";
+  if (!key.empty()) out << key << ": ";
+  out << message;
+  return out.str();
+}
+
+namespace {
+
+std::string join_key(const std::string& parent, const std::string& key) {
+  return parent.empty() ? key : parent + "." + key;
+}
+
+// Walks the YAML tree, converting values and collecting every error with its position; nothing
+// stops at the first error, so one run of --check-config shows all of them.
+class Reader {
+ public:
+  explicit Reader(std::string file) : file_(std::move(file)) {}
+
+  std::vector<ConfigError> errors;
+
+  void error(const YAML::Node& at, const std::string& key, const std::string& message) {
+    ConfigError e{file_, 0, 0, key, message};
+    if (at.IsDefined()) {
+      const YAML::Mark mark = at.Mark();
+      if (mark.line >= 0) {
+        e.line = mark.line + 1;
+        e.column = mark.column + 1;
+      }
+    }
+    errors.push_back(std::move(e));
+  }
+
+  // "${VAR}" and "${VAR:-default}" anywhere in a scalar, from the environment.
+  std::optional<std::string> expand(const YAML::Node& node, const std::string& key) {
+    const std::string& in = node.Scalar();
+    std::string out;
+    for (std::size_t i = 0; i < in.size();) {
+      if (in.compare(i, 2, "${") != 0) {
+        out += in[i++];
+        continue;
+      }
+      const std::size_t close = in.find('}', i + 2);
+      if (close == std::string::npos) {
+        error(node, key, "unterminated ${ in '" + in + "'");
+        return std::nullopt;
+      }
+      std::string name = in.substr(i + 2, close - i - 2);
+      std::optional<std::string> fallback;
+      if (const std::size_t dash = name.find(":-"); dash != std::string::npos) {
+        fallback = name.substr(dash + 2);
+        name.resize(dash);
+      }
+      const char* value = std::getenv(name.c_str());
+      if (value != nullptr && (*value != '\0' || !fallback)) {
+        out += value;
+      } else if (fallback) {
+        out += *fallback;
+      } else {
+        error(node, key, "environment variable " + name + " is not set (write ${" + name + ":-default} for a default)");
+        return std::nullopt;
+      }
+      i = close + 1;
+    }
+    return out;
+  }
+
+  std::optional<std::string> scalar(const YAML::Node& node, const std::string& key) {
+    if (!node.IsScalar()) {
+      error(node, key, "expected a scalar value");
+      return std::nullopt;
+    }
+    return expand(node, key);
+  }
+
+  void read(const YAML::Node& node, const std::string& key, std::string& out) {
+    if (auto s = scalar(node, key)) out = *s;
+  }
+
+  void read(const YAML::Node& node, const std::string& key, bool& out) {
+    auto s = scalar(node, key);
+    if (!s) return;
+    if (*s == "true" || *s == "yes" || *s == "on") out = true;
+    else if (*s == "false" || *s == "no" || *s == "off") out = false;
+    else error(node, key, "expected true or false, got '" + *s + "'");
+  }
+
+  bool read_integer(const YAML::Node& node, const std::string& key, long long& out, long long min, long long max) {
+    auto s = scalar(node, key);
+    if (!s) return false;
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(s->c_str(), &end, 10);
+    if (s->empty() || *end != '\0' || errno != 0) {
+      error(node, key, "expected an integer, got '" + *s + "'");
+      return false;
+    }
+    if (v < min || v > max) {
+      error(node, key, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + *s);
+      return false;
+    }
+    out = v;
+    return true;
+  }
+
+  template <typename Int>
+  void read_int(const YAML::Node& node, const std::string& key, Int& out, long long min, long long max) {
+    long long v = 0;
+    if (read_integer(node, key, v, min, max)) out = static_cast<Int>(v);
+  }
+
+  void read_millis(const YAML::Node& node, const std::string& key, Millis& out, long long min = 1) {
+    long long v = 0;
+    if (read_integer(node, key, v, min, 365LL * 24 * 3600 * 1000)) out = Millis(v);
+  }
+
+  void read_double(const YAML::Node& node, const std::string& key, double& out, double min, double max) {
+    auto s = scalar(node, key);
+    if (!s) return;
+    char* end = nullptr;
+    const double v = std::strtod(s->c_str(), &end);
+    if (s->empty() || *end != '\0') {
+      error(node, key, "expected a number, got '" + *s + "'");
+    } else if (!(v >= min && v <= max)) {
+      std::ostringstream range;
+      range << "must be between " << min << " and " << max << ", got " << *s;
+      error(node, key, range.str());
+    } else {
+      out = v;
+    }
+  }
+
+  void read_list(const YAML::Node& node, const std::string& key, std::vector<std::string>& out) {
+    if (!node.IsSequence()) {
+      error(node, key, "expected a list");
+      return;
+    }
+    out.clear();
+    for (std::size_t i = 0; i < node.size(); ++i)
+      if (auto s = scalar(node[i], key + "[" + std::to_string(i) + "]")) out.push_back(*s);
+  }
+
+  // "host:port" or "[v6]:port".
+  void read_host_port(const YAML::Node& node, const std::string& key, std::string& host, std::uint16_t& port) {
+    auto s = scalar(node, key);
+    if (!s) return;
+    const std::size_t colon = s->rfind(':');
+    std::string h = colon == std::string::npos ? "" : s->substr(0, colon);
+    const std::string p = colon == std::string::npos ? "" : s->substr(colon + 1);
+    if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+    char* end = nullptr;
+    const long v = std::strtol(p.c_str(), &end, 10);
+    if (h.empty() || p.empty() || *end != '\0' || v < 0 || v > 65535) {
+      error(node, key, "expected host:port (for example 127.0.0.1:8080), got '" + *s + "'");
+      return;
+    }
+    host = h;
+    port = static_cast<std::uint16_t>(v);
+  }
+
+  // Free-form YAML (a plugin's config, a response template) as JSON with scalar types kept.
+  nlohmann::json to_json(const YAML::Node& node, const std::string& key) {
+    switch (node.Type()) {
+      case YAML::NodeType::Map: {
+        nlohmann::json out = nlohmann::json::object();
+        for (const auto& kv : node) out[kv.first.Scalar()] = to_json(kv.second, join_key(key, kv.first.Scalar()));
+        return out;
+      }
+      case YAML::NodeType::Sequence: {
+        nlohmann::json out = nlohmann::json::array();
+        for (std::size_t i = 0; i < node.size(); ++i) out.push_back(to_json(node[i], key + "[" + std::to_string(i) + "]"));
+        return out;
+      }
+      case YAML::NodeType::Scalar: {
+        auto s = expand(node, key);
+        if (!s) return nullptr;
+        if (node.Tag() == "!") return *s;  // quoted: always a string
+        if (*s == "true") return true;
+        if (*s == "false") return false;
+        if (*s == "null" || *s == "~") return nullptr;
+        char* end = nullptr;
+        const long long i = std::strtoll(s->c_str(), &end, 10);
+        if (!s->empty() && *end == '\0') return i;
+        const double d = std::strtod(s->c_str(), &end);
+        if (!s->empty() && *end == '\0') return d;
+        return *s;
+      }
+      default:
+        return nullptr;
+    }
+  }
+
+  // Reads the members of a map: handlers by key; any other key is an error.
+  void read_map(const YAML::Node& node, const std::string& key,
+                const std::map<std::string, std::function<void(const YAML::Node&, const std::string&)>>& fields) {
+    if (!node.IsMap()) {
+      error(node, key, "expected a map");
+      return;
+    }
+    for (const auto& kv : node) {
+      const std::string name = kv.first.Scalar();
+      const std::string child = join_key(key, name);
+      auto it = fields.find(name);
+      if (it == fields.end()) {
+        error(kv.first, child, "unknown key '" + name + "'");
+        continue;
+      }
+      it->second(kv.second, child);
+    }
+  }
+
+ private:
+  std::string file_;
+};
+
+using Fields = std::map<std::string, std::function<void(const YAML::Node&, const std::string&)>>;
+
+void read_variant(Reader& r, const YAML::Node& node, const std::string& key, VariantConfig& v) {
+  r.read_map(node, key,
+             {{"plugin", [&](auto& n, auto& k) { r.read(n, k, v.plugin); }},
+              {"config", [&](auto& n, auto& k) {
+                 v.config = r.to_json(n, k);
+                 if (!v.config.is_object()) r.error(n, k, "expected a map");
+               }},
+              {"after", [&](auto& n, auto& k) { r.read_list(n, k, v.after); }}});
+  if (v.plugin.empty()) r.error(node, key, "a variant needs 'plugin'");
+}
+
+void read_stage(Reader& r, const YAML::Node& node, const std::string& key, StageConfig& s) {
+  s.line = node.Mark().line + 1;
+  r.read_map(node, key,
+             {{"needs", [&](auto& n, auto& k) { r.read_list(n, k, s.needs); }},
+              {"input", [&](auto& n, auto& k) {
+                 std::string input;
+                 r.read(n, k, input);
+                 if (input == "stream") s.stream_input = true;
+                 else if (input == "whole") s.stream_input = false;
+                 else r.error(n, k, "expected 'whole' or 'stream', got '" + input + "'");
+               }},
+              {"on_failure", [&](auto& n, auto& k) {
+                 std::string mode;
+                 r.read(n, k, mode);
+                 if (mode == "fail") s.on_failure = OnFailure::Fail;
+                 else if (mode == "partial") s.on_failure = OnFailure::Partial;
+                 else r.error(n, k, "expected 'fail' or 'partial', got '" + mode + "'");
+               }},
+              {"fallback", [&](auto& n, auto& k) { r.read(n, k, s.fallback_to_stable); }},
+              {"timeout_ms", [&](auto& n, auto& k) {
+                 Millis t{0};
+                 r.read_millis(n, k, t);
+                 if (t.count() > 0) s.timeout = t;
+               }},
+              {"stable", [&](auto& n, auto& k) { r.read(n, k, s.stable); }},
+              {"variants", [&](auto& n, auto& k) {
+                 if (!n.IsMap()) return r.error(n, k, "expected a map of variants");
+                 for (const auto& kv : n) {
+                   VariantConfig v;
+                   v.name = kv.first.Scalar();
+                   read_variant(r, kv.second, join_key(k, v.name), v);
+                   s.variants.push_back(std::move(v));
+                 }
+               }}});
+  if (s.variants.empty()) r.error(node, key, "a stage needs at least one variant under 'variants'");
+  if (s.stable.empty()) r.error(node, key, "a stage needs 'stable' naming its stable variant");
+  else if (!s.variants.empty() && s.variant(s.stable) == nullptr)
+    r.error(node["stable"], join_key(key, "stable"), "stable variant '" + s.stable + "' is not among the variants");
+}
+
+void read_pipeline(Reader& r, const YAML::Node& node, const std::string& key, PipelineConfig& p) {
+  r.read_map(node, key,
+             {{"fallback", [&](auto& n, auto& k) {
+                 std::string mode;
+                 r.read(n, k, mode);
+                 if (mode == "whole_request") p.fallback_whole_request = true;
+                 else if (mode == "stage") p.fallback_whole_request = false;
+                 else r.error(n, k, "expected 'stage' or 'whole_request', got '" + mode + "'");
+               }},
+              {"stages", [&](auto& n, auto& k) {
+                 if (!n.IsMap()) return r.error(n, k, "expected a map of stages");
+                 for (const auto& kv : n) {
+                   StageConfig s;
+                   s.name = kv.first.Scalar();
+                   read_stage(r, kv.second, join_key(k, s.name), s);
+                   p.stages.push_back(std::move(s));
+                 }
+               }}});
+  if (p.stages.empty()) r.error(node, key, "a pipeline needs at least one stage under 'stages'");
+}
+
+// Needs and `after` must name stages of the pipeline and form no cycle.
+void check_graph(Reader& r, const YAML::Node& node, const std::string& key, const PipelineConfig& p) {
+  const YAML::Node stages = node["stages"];
+  std::map<std::string, std::set<std::string>> edges;  // stage -> stages it waits for
+  for (const auto& s : p.stages) {
+    const std::string skey = key + ".stages." + s.name;
+    const YAML::Node snode = stages[s.name];
+    for (const auto& need : s.needs) {
+      if (need == s.name || p.stage(need) == nullptr)
+        r.error(snode["needs"], skey + ".needs", "unknown stage '" + need + "'");
+      else
+        edges[s.name].insert(need);
+    }
+    if (s.stream_input && s.needs.size() != 1)
+      r.error(snode["input"], skey + ".input", "'input: stream' needs exactly one stage in 'needs'");
+    for (const auto& v : s.variants) {
+      for (const auto& a : v.after) {
+        if (a == s.name || p.stage(a) == nullptr)
+          r.error(snode["variants"][v.name]["after"], skey + ".variants." + v.name + ".after", "unknown stage '" + a + "'");
+        else
+          edges[s.name].insert(a);
+      }
+    }
+  }
+  // Depth-first search for a cycle through needs and after.
+  std::map<std::string, int> state;  // 0 new, 1 on the stack, 2 done
+  std::function<bool(const std::string&)> visit = [&](const std::string& s) {
+    state[s] = 1;
+    for (const auto& next : edges[s]) {
+      if (state[next] == 1) return true;
+      if (state[next] == 0 && visit(next)) return true;
+    }
+    state[s] = 2;
+    return false;
+  };
+  for (const auto& s : p.stages) {
+    if (state[s.name] == 0 && visit(s.name)) {
+      r.error(stages[s.name], key + ".stages." + s.name, "stage graph has a cycle through 'needs'/'after' at '" + s.name + "'");
+      return;
+    }
+  }
+}
+
+// "$stages.<stage>[/pointer]" references in a response template must name stages of the pipeline.
+void check_template(Reader& r, const YAML::Node& node, const std::string& key, const nlohmann::json& t,
+                    const PipelineConfig* p) {
+  if (t.is_object()) {
+    for (const auto& [k, v] : t.items()) check_template(r, node[k], join_key(key, k), v, p);
+  } else if (t.is_array()) {
+    for (std::size_t i = 0; i < t.size(); ++i) check_template(r, node[i], key + "[" + std::to_string(i) + "]", t[i], p);
+  } else if (t.is_string()) {
+    const std::string s = t.get<std::string>();
+    if (s.rfind("$stages.", 0) == 0 && p != nullptr) {
+      const std::string stage = s.substr(8, s.find('/') == std::string::npos ? std::string::npos : s.find('/') - 8);
+      if (p->stage(stage) == nullptr) r.error(node, key, "unknown stage '" + stage + "' in " + s);
+    } else if (s.rfind("$meta.", 0) == 0) {
+      static const std::set<std::string> kMeta = {"request_id", "elapsed_ms", "elapsed_s", "variants"};
+      if (!kMeta.count(s.substr(6))) r.error(node, key, "unknown " + s + " (known: request_id, elapsed_ms, elapsed_s, variants)");
+    }
+  }
+}
+
+void read_endpoint(Reader& r, const YAML::Node& node, const std::string& key, EndpointConfig& e) {
+  r.read_map(node, key,
+             {{"method", [&](auto& n, auto& k) {
+                 r.read(n, k, e.method);
+                 static const std::set<std::string> kMethods = {"GET", "POST", "PUT", "PATCH", "DELETE"};
+                 if (!kMethods.count(e.method)) r.error(n, k, "unknown HTTP method '" + e.method + "'");
+               }},
+              {"path", [&](auto& n, auto& k) {
+                 r.read(n, k, e.path);
+                 if (e.path.empty() || e.path[0] != '/') r.error(n, k, "path must start with '/'");
+                 else if (e.path.rfind("/admin", 0) == 0) r.error(n, k, "/admin paths are reserved for the admin listener");
+               }},
+              {"pipeline", [&](auto& n, auto& k) { r.read(n, k, e.pipeline); }},
+              {"request", [&](auto& n, auto& k) {
+                 r.read_map(n, k,
+                            {{"format", [&](auto& fn, auto& fk) {
+                                std::string f;
+                                r.read(fn, fk, f);
+                                if (f == "json") e.format = RequestFormat::Json;
+                                else if (f == "multipart") e.format = RequestFormat::Multipart;
+                                else r.error(fn, fk, "expected 'json' or 'multipart', got '" + f + "'");
+                              }},
+                             {"files_field", [&](auto& fn, auto& fk) { r.read(fn, fk, e.files_field); }}});
+               }},
+              {"response", [&](auto& n, auto& k) { e.response = r.to_json(n, k); }}});
+  if (e.path.empty()) r.error(node, key, "an endpoint needs 'path'");
+  if (e.pipeline.empty()) r.error(node, key, "an endpoint needs 'pipeline'");
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+void read_root(Reader& r, const YAML::Node& root, Config& c) {
+  YAML::Node admin_node, rollout_node, endpoints_node;
+  bool admin_socket_set = false;
+  const Fields fields = {
+      {"server", [&](auto& n, auto& k) {
+         auto& s = c.server;
+         r.read_map(n, k,
+                    {{"listen", [&](auto& fn, auto& fk) { r.read_host_port(fn, fk, s.listen_address, s.listen_port); }},
+                     {"io_threads", [&](auto& fn, auto& fk) { r.read_int(fn, fk, s.io_threads, 1, 256); }},
+                     {"body_limit_bytes", [&](auto& fn, auto& fk) { r.read_int(fn, fk, s.body_limit_bytes, 1, 1LL << 34); }},
+                     {"header_limit_bytes", [&](auto& fn, auto& fk) { r.read_int(fn, fk, s.header_limit_bytes, 256, 1 << 24); }},
+                     {"read_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.read_timeout); }},
+                     {"idle_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.idle_timeout); }},
+                     {"request_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.request_timeout); }},
+                     {"drain_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.drain_timeout, 0); }}});
+       }},
+      {"admin", [&](auto& n, auto& k) {
+         admin_node = n;
+         auto& a = c.admin;
+         r.read_map(n, k,
+                    {{"socket", [&](auto& fn, auto& fk) {
+                        r.read(fn, fk, a.socket_path);
+                        admin_socket_set = true;
+                      }},
+                     {"tcp", [&](auto& fn, auto& fk) { r.read_host_port(fn, fk, a.tcp_address, a.tcp_port); }},
+                     {"token", [&](auto& fn, auto& fk) { r.read(fn, fk, a.token); }}});
+       }},
+      {"worker_threads", [&](auto& n, auto& k) { r.read_int(n, k, c.worker_threads, 1, 1024); }},
+      {"plugin_directory", [&](auto& n, auto& k) { r.read(n, k, c.plugin_directory); }},
+      {"state_directory", [&](auto& n, auto& k) { r.read(n, k, c.state_directory); }},
+      {"providers", [&](auto& n, auto& k) {
+         if (!n.IsMap()) return r.error(n, k, "expected a map of providers");
+         for (const auto& kv : n) {
+           ProviderConfig p;
+           p.name = kv.first.Scalar();
+           const std::string pk = join_key(k, p.name);
+           r.read_map(kv.second, pk,
+                      {{"base_url", [&](auto& fn, auto& fk) { r.read(fn, fk, p.base_url); }},
+                       {"api_key", [&](auto& fn, auto& fk) { r.read(fn, fk, p.api_key); }},
+                       {"auth_header", [&](auto& fn, auto& fk) { r.read(fn, fk, p.auth_header); }},
+                       {"timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, p.timeout); }},
+                       {"max_in_flight", [&](auto& fn, auto& fk) { r.read_int(fn, fk, p.max_in_flight, 1, 10000); }},
+                       {"requests_per_minute", [&](auto& fn, auto& fk) { r.read_double(fn, fk, p.requests_per_minute, 0, 1e9); }},
+                       {"max_retries", [&](auto& fn, auto& fk) { r.read_int(fn, fk, p.max_retries, 0, 100); }},
+                       {"backoff_base_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, p.backoff_base); }},
+                       {"backoff_max_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, p.backoff_max); }}});
+           if (p.base_url.empty()) r.error(kv.second, pk, "a provider needs 'base_url'");
+           c.providers[p.name] = std::move(p);
+         }
+       }},
+      {"metrics", [&](auto& n, auto& k) {
+         auto& m = c.metrics;
+         r.read_map(n, k,
+                    {{"database", [&](auto& fn, auto& fk) { r.read(fn, fk, m.database_path); }},
+                     {"retention_days", [&](auto& fn, auto& fk) { r.read_int(fn, fk, m.retention_days, 1, 36500); }},
+                     {"queue_capacity", [&](auto& fn, auto& fk) { r.read_int(fn, fk, m.queue_capacity, 1, 100000000); }},
+                     {"flush_interval_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, m.flush_interval); }}});
+       }},
+      {"rollout", [&](auto& n, auto& k) {
+         rollout_node = n;
+         auto& ro = c.rollout;
+         r.read_map(n, k,
+                    {{"sticky_key", [&](auto& fn, auto& fk) {
+                        r.read(fn, fk, ro.sticky_key);
+                        const auto& s = ro.sticky_key;
+                        const bool ok = s.empty() || ((s.rfind("header:", 0) == 0 && s.size() > 7) ||
+                                                      (s.rfind("cookie:", 0) == 0 && s.size() > 7) ||
+                                                      (s.rfind("json:", 0) == 0 && s.size() > 5));
+                        if (!ok) r.error(fn, fk, "expected header:NAME, cookie:NAME or json:FIELD, got '" + s + "'");
+                      }},
+                     {"allow_force_header", [&](auto& fn, auto& fk) { r.read(fn, fk, ro.allow_force_header); }},
+                     {"guardrail_interval_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, ro.guardrail_interval); }},
+                     {"guardrail_window_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, ro.guardrail_window); }},
+                     {"min_samples_per_arm", [&](auto& fn, auto& fk) { r.read_int(fn, fk, ro.min_samples_per_arm, 1, 100000000); }},
+                     {"min_success_rate", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.min_success_rate, 0, 1); }},
+                     {"min_time_saved", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.min_time_saved, -1, 1); }},
+                     {"max_memory_increase", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.max_memory_increase, 0, 100); }},
+                     {"max_error_class_spike", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.max_error_class_spike, 0, 1); }},
+                     {"max_shadow_mismatch", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.max_shadow_mismatch, 0, 1); }},
+                     {"shadow_ignore_fields", [&](auto& fn, auto& fk) {
+                        r.read_list(fn, fk, ro.shadow_ignore_fields);
+                        for (const auto& f : ro.shadow_ignore_fields)
+                          if (f.empty() || f[0] != '/') r.error(fn, fk, "'" + f + "' is not a JSON pointer (starts with '/')");
+                      }},
+                     {"shadow_ignore_array_order", [&](auto& fn, auto& fk) { r.read(fn, fk, ro.shadow_ignore_array_order); }},
+                     {"steps", [&](auto& fn, auto& fk) {
+                        if (!fn.IsSequence()) return r.error(fn, fk, "expected a list of percents");
+                        ro.steps.clear();
+                        for (std::size_t i = 0; i < fn.size(); ++i) {
+                          double v = -1;
+                          r.read_double(fn[i], fk + "[" + std::to_string(i) + "]", v, 0, 100);
+                          if (v < 0) continue;
+                          if (!ro.steps.empty() && v <= ro.steps.back())
+                            r.error(fn[i], fk + "[" + std::to_string(i) + "]", "steps must increase");
+                          ro.steps.push_back(v);
+                        }
+                      }},
+                     {"step_dwell_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, ro.step_dwell); }},
+                     {"resume_paused_after_crash", [&](auto& fn, auto& fk) { r.read(fn, fk, ro.resume_paused_after_crash); }}});
+       }},
+      {"pipelines", [&](auto& n, auto& k) {
+         if (!n.IsMap()) return r.error(n, k, "expected a map of pipelines");
+         for (const auto& kv : n) {
+           PipelineConfig p;
+           p.name = kv.first.Scalar();
+           const std::string pk = join_key(k, p.name);
+           read_pipeline(r, kv.second, pk, p);
+           check_graph(r, kv.second, pk, p);
+           c.pipelines.push_back(std::move(p));
+         }
+       }},
+      {"endpoints", [&](auto& n, auto& k) {
+         endpoints_node = n;
+         if (!n.IsSequence()) return r.error(n, k, "expected a list of endpoints");
+         for (std::size_t i = 0; i < n.size(); ++i) {
+           EndpointConfig e;
+           read_endpoint(r, n[i], k + "[" + std::to_string(i) + "]", e);
+           c.endpoints.push_back(std::move(e));
+         }
+       }},
+  };
+  r.read_map(root, "", fields);
+
+  if (!admin_socket_set) c.admin.socket_path = c.state_directory + "/admin.sock";
+  if (c.admin.tcp_port != 0 || !c.admin.tcp_address.empty()) {
+    if (c.admin.token.empty()) r.error(admin_node, "admin.tcp", "the TCP admin listener needs admin.token");
+    if (!is_loopback(c.admin.tcp_address)) r.error(admin_node, "admin.tcp", "the TCP admin listener must be on a loopback address");
+  }
+  std::set<std::pair<std::string, std::string>> routes;
+  for (std::size_t i = 0; i < c.endpoints.size(); ++i) {
+    const auto& e = c.endpoints[i];
+    const std::string key = "endpoints[" + std::to_string(i) + "]";
+    const YAML::Node node = endpoints_node[i];
+    const PipelineConfig* p = c.pipeline(e.pipeline);
+    if (!e.pipeline.empty() && p == nullptr) r.error(node["pipeline"], key + ".pipeline", "unknown pipeline '" + e.pipeline + "'");
+    if (!e.path.empty() && !routes.insert({e.method, e.path}).second)
+      r.error(node["path"], key + ".path", "duplicate endpoint " + e.method + " " + e.path);
+    check_template(r, node["response"], key + ".response", e.response, p);
+  }
+}
+
+LoadResult load(const std::string& yaml, const std::string& source) {
+  LoadResult result;
+  Reader r(source);
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    result.errors.push_back({source, e.mark.line + 1, e.mark.column + 1, "", "malformed YAML: " + e.msg});
+    return result;
+  }
+  if (!root.IsMap()) {
+    result.errors.push_back({source, 1, 1, "", "expected a YAML map at the top level"});
+    return result;
+  }
+  auto config = std::make_shared<Config>();
+  config->source_path = source;
+  try {
+    read_root(r, root, *config);
+  } catch (const YAML::Exception& e) {
+    r.errors.push_back({source, e.mark.line + 1, e.mark.column + 1, "", e.msg});
+  }
+  result.errors = std::move(r.errors);
+  if (result.errors.empty()) result.config = std::move(config);
+  return result;
+}
+
+}  // namespace
+
+LoadResult load_string(const std::string& yaml, const std::string& source_name) { return load(yaml, source_name); }
+
+LoadResult load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    LoadResult result;
+    result.errors.push_back({path, 0, 0, "", "cannot read the file: " + std::string(std::strerror(errno))});
+    return result;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return load(text.str(), path);
+}
+
+}  // namespace pipelined::config
