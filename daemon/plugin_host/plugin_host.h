@@ -37,6 +37,7 @@ class StageInstance {
   const std::string& file() const;  // the configured plugin path, for messages
 
  private:
+  friend class PluginHost;  // reuses unchanged libraries across loads
   std::shared_ptr<PluginLibrary> library_;
   const pl_plugin_descriptor* descriptor_;
   void* instance_;
@@ -65,7 +66,7 @@ struct PluginInfo {
   std::string pipeline, stage, variant;
   std::string plugin_name, plugin_version, file;
   std::uint64_t generation;
-  long use_count;  // requests (and the current set) holding it
+  long use_count;  // holders of the set: the host's current pointer plus requests in flight
 };
 
 class PluginHost {

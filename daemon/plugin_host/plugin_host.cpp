@@ -1,0 +1,308 @@
+#include "daemon/plugin_host/plugin_host.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <boost/dll/shared_library.hpp>
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+namespace fs = std::filesystem;
+
+namespace pipelined::plugin_host {
+
+// Identity of a plugin file on disk: a rebuilt .so differs in inode, size or mtime.
+struct FileId {
+  dev_t device = 0;
+  ino_t inode = 0;
+  off_t size = 0;
+  timespec mtime{};
+  bool operator==(const FileId& o) const {
+    return device == o.device && inode == o.inode && size == o.size && mtime.tv_sec == o.mtime.tv_sec &&
+           mtime.tv_nsec == o.mtime.tv_nsec;
+  }
+};
+
+class PluginLibrary {
+ public:
+  PluginLibrary(std::string file, FileId id, fs::path private_copy, boost::dll::shared_library library,
+                const pl_plugin_descriptor* descriptor)
+      : file_(std::move(file)), id_(id), private_copy_(std::move(private_copy)), library_(std::move(library)),
+        descriptor_(descriptor) {}
+
+  ~PluginLibrary() {
+    library_.unload();
+    std::error_code ec;
+    fs::remove(private_copy_, ec);
+    spdlog::debug("plugin host: unloaded {} ({})", file_, private_copy_.string());
+  }
+
+  const std::string& file() const { return file_; }
+  const FileId& id() const { return id_; }
+  const pl_plugin_descriptor* descriptor() const { return descriptor_; }
+
+ private:
+  std::string file_;
+  FileId id_;
+  fs::path private_copy_;
+  boost::dll::shared_library library_;
+  const pl_plugin_descriptor* descriptor_;
+};
+
+StageInstance::StageInstance(std::shared_ptr<PluginLibrary> library, const pl_plugin_descriptor* descriptor,
+                             void* instance)
+    : library_(std::move(library)), descriptor_(descriptor), instance_(instance),
+      plugin_name_(descriptor->name ? descriptor->name : ""), plugin_version_(descriptor->version ? descriptor->version : "") {}
+
+StageInstance::~StageInstance() {
+  if (instance_ != nullptr) descriptor_->destroy(instance_);
+}
+
+int StageInstance::run(pl_run_context* ctx, const pl_payload* input) const { return descriptor_->run(instance_, ctx, input); }
+
+const std::string& StageInstance::file() const {
+  static const std::string in_process = "<in-process>";
+  return library_ ? library_->file() : in_process;
+}
+
+const StageInstance* PluginSet::find(const std::string& pipeline, const std::string& stage, const std::string& variant) const {
+  auto it = instances.find(pipeline + "/" + stage + "/" + variant);
+  return it == instances.end() ? nullptr : it->second.get();
+}
+
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Refuses files the daemon should not run: missing, not regular, writable by others, not ELF .so.
+std::optional<std::string> check_file(const fs::path& path, FileId& id) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "cannot open: " + errno_text();
+  if (!S_ISREG(st.st_mode)) return "not a regular file";
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return std::string("file is writable by ") + ((st.st_mode & S_IWOTH) ? "others" : "group") + " (chmod go-w)";
+  struct stat dir {};
+  const fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  if (::stat(parent.c_str(), &dir) == 0 && (dir.st_mode & (S_IWGRP | S_IWOTH)) && !(dir.st_mode & S_ISVTX))
+    return "directory " + parent.string() + " is writable by " + ((dir.st_mode & S_IWOTH) ? "others" : "group") + " (chmod go-w)";
+  unsigned char header[18] = {};
+  std::ifstream in(path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(header), sizeof header);
+  const bool elf = in.gcount() == sizeof header && std::memcmp(header, "\x7f" "ELF", 4) == 0;
+  const int elf_type = header[16] | (header[17] << 8);  // e_type, little-endian on the hosts we build for
+  if (!elf || elf_type != 3 /* ET_DYN */) return "not a shared object";
+  id = {st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+  return std::nullopt;
+}
+
+constexpr std::size_t kDescriptorSize = offsetof(pl_plugin_descriptor, destroy) + sizeof(void (*)(void*));
+
+std::optional<std::string> check_descriptor(const pl_plugin_descriptor* d) {
+  if (d == nullptr) return std::string(PL_ENTRY_SYMBOL) + " returned no descriptor";
+  if (d->abi_version != PL_ABI_VERSION)
+    return "ABI version " + std::to_string(d->abi_version) + ", this daemon speaks " + std::to_string(PL_ABI_VERSION);
+  if (d->struct_size < kDescriptorSize)
+    return "descriptor struct_size " + std::to_string(d->struct_size) + " is smaller than ABI 1's " + std::to_string(kDescriptorSize);
+  if (!d->name || !d->version || !d->stage || !d->variant || !d->create || !d->run || !d->destroy)
+    return "descriptor has a null field";
+  return std::nullopt;
+}
+
+}  // namespace
+
+struct PluginHost::Impl {
+  const pl_host_services* services;
+  std::mutex load_mu;  // one load at a time
+  mutable std::mutex current_mu;
+  std::shared_ptr<const PluginSet> current;
+  std::vector<std::weak_ptr<PluginLibrary>> libraries;  // every library ever loaded, for retired_libraries()
+  std::atomic<std::uint64_t> copies{0};
+  bool cache_cleared = false;
+
+  // Copies the file to a private path and opens it there: the dynamic loader caches by path, so
+  // a new build at the same path would otherwise resolve to the old mapping.
+  std::shared_ptr<PluginLibrary> open(const std::string& file, const FileId& id, const fs::path& cache, std::uint64_t generation,
+                                      std::string& error) {
+    const fs::path copy = cache / (fs::path(file).stem().string() + "." + std::to_string(generation) + "." +
+                                   std::to_string(copies.fetch_add(1)) + ".so");
+    std::error_code ec;
+    fs::copy_file(file, copy, fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      error = "cannot copy to " + copy.string() + ": " + ec.message();
+      return nullptr;
+    }
+    boost::dll::shared_library library;
+    library.load(copy, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
+    if (ec) {
+      fs::remove(copy, ec);
+      error = "cannot load: " + ec.message();
+      return nullptr;
+    }
+    if (!library.has(PL_ENTRY_SYMBOL)) {
+      library.unload();
+      fs::remove(copy, ec);
+      error = "missing entry symbol " PL_ENTRY_SYMBOL;
+      return nullptr;
+    }
+    const pl_plugin_descriptor* d = library.get<const pl_plugin_descriptor*()>(PL_ENTRY_SYMBOL)();
+    if (auto bad = check_descriptor(d)) {
+      library.unload();
+      fs::remove(copy, ec);
+      error = *bad;
+      return nullptr;
+    }
+    auto lib = std::make_shared<PluginLibrary>(file, id, copy, std::move(library), d);
+    libraries.push_back(lib);
+    return lib;
+  }
+};
+
+PluginHost::PluginHost(const pl_host_services* services) : impl_(std::make_unique<Impl>()) { impl_->services = services; }
+
+PluginHost::~PluginHost() = default;
+
+std::shared_ptr<const PluginSet> PluginHost::current() const {
+  std::lock_guard lock(impl_->current_mu);
+  return impl_->current;
+}
+
+std::vector<LoadError> PluginHost::load(std::shared_ptr<const config::Config> config, bool force,
+                                        const std::vector<std::string>& only) {
+  std::lock_guard load_lock(impl_->load_mu);
+  std::vector<LoadError> errors;
+  const auto previous = current();
+  const std::uint64_t generation = previous ? previous->generation + 1 : 1;
+  const fs::path cache = fs::path(config->state_directory) / "plugin-cache";
+  std::error_code ec;
+  if (!impl_->cache_cleared) {
+    fs::remove_all(cache, ec);  // copies left by a daemon that did not stop cleanly
+    impl_->cache_cleared = true;
+  }
+  fs::create_directories(cache, ec);
+  if (ec || ::chmod(cache.c_str(), 0700) != 0) {
+    errors.push_back({cache.string(), "cannot create the plugin cache directory: " + (ec ? ec.message() : errno_text())});
+    return errors;
+  }
+
+  std::set<std::string> used_stages;
+  for (const auto& p : config->pipelines)
+    for (const auto& s : p.stages) used_stages.insert(s.name);
+  const std::set<std::string> named(only.begin(), only.end());
+
+  // Libraries of the current set, by file, for reuse when the file did not change.
+  std::map<std::string, std::shared_ptr<PluginLibrary>> reusable;
+  if (previous && !force) {
+    for (const auto& [key, instance] : previous->instances)
+      if (instance->library_ && !named.count(fs::path(instance->library_->file()).stem().string()))
+        reusable[instance->library_->file()] = instance->library_;
+  }
+
+  auto set = std::make_shared<PluginSet>();
+  set->config = config;
+  set->generation = generation;
+  std::map<std::string, std::shared_ptr<PluginLibrary>> opened;  // this load's libraries, by file
+  for (const auto& p : config->pipelines) {
+    for (const auto& s : p.stages) {
+      for (const auto& v : s.variants) {
+        const std::string file = (fs::path(config->plugin_directory) / (v.plugin + ".so")).string();
+        std::shared_ptr<PluginLibrary> lib;
+        if (auto it = opened.find(file); it != opened.end()) {
+          lib = it->second;
+        } else {
+          FileId id;
+          if (auto bad = check_file(file, id)) {
+            errors.push_back({file, *bad});
+            continue;
+          }
+          if (auto it2 = reusable.find(file); it2 != reusable.end() && it2->second->id() == id) {
+            lib = it2->second;
+          } else {
+            std::string error;
+            lib = impl_->open(file, id, cache, generation, error);
+            if (!lib) {
+              errors.push_back({file, error});
+              continue;
+            }
+          }
+          opened[file] = lib;
+        }
+        const pl_plugin_descriptor* d = lib->descriptor();
+        if (!used_stages.count(d->stage)) {
+          errors.push_back({file, "stage '" + std::string(d->stage) + "' is not used by any pipeline"});
+          continue;
+        }
+        if (s.name != d->stage) {
+          errors.push_back({file, "implements stage '" + std::string(d->stage) + "' but is configured for stage '" +
+                                      s.name + "' of pipeline '" + p.name + "'"});
+          continue;
+        }
+        if (v.name != d->variant)
+          spdlog::warn("plugin host: {} is variant '{}' and configured as variant '{}' of {}/{}", file, d->variant, v.name,
+                       p.name, s.name);
+        const std::string config_json = v.config.dump();
+        pl_error err{};
+        void* instance = d->create(config_json.data(), config_json.size(), impl_->services, &err);
+        if (instance == nullptr) {
+          errors.push_back({file, "create() failed: " + std::string(err.message[0] ? err.message : "no reason given")});
+          continue;
+        }
+        set->instances[p.name + "/" + s.name + "/" + v.name] = std::make_shared<const StageInstance>(lib, d, instance);
+      }
+    }
+  }
+  if (!errors.empty()) return errors;  // the set and its new libraries are released here
+
+  {
+    std::lock_guard lock(impl_->current_mu);
+    impl_->current = set;
+  }
+  spdlog::info("plugin host: generation {} with {} stage instances", generation, set->instances.size());
+  return errors;
+}
+
+std::vector<PluginInfo> PluginHost::describe() const {
+  std::vector<PluginInfo> out;
+  const auto set = current();
+  if (!set) return out;
+  for (const auto& [key, instance] : set->instances) {
+    PluginInfo info;
+    const auto first = key.find('/');
+    const auto second = key.find('/', first + 1);
+    info.pipeline = key.substr(0, first);
+    info.stage = key.substr(first + 1, second - first - 1);
+    info.variant = key.substr(second + 1);
+    info.plugin_name = instance->plugin_name();
+    info.plugin_version = instance->plugin_version();
+    info.file = instance->file();
+    info.generation = set->generation;
+    info.use_count = set.use_count() - 1;  // the host's current pointer and requests in flight; not this copy
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+std::size_t PluginHost::retired_libraries() const {
+  std::lock_guard load_lock(impl_->load_mu);
+  const auto set = current();
+  std::set<const PluginLibrary*> live;
+  if (set)
+    for (const auto& [key, instance] : set->instances) live.insert(instance->library_.get());
+  std::size_t retired = 0;
+  auto& libs = impl_->libraries;
+  for (auto it = libs.begin(); it != libs.end();) {
+    auto lib = it->lock();
+    if (!lib) {
+      it = libs.erase(it);
+      continue;
+    }
+    if (!live.count(lib.get())) ++retired;
+    ++it;
+  }
+  return retired;
+}
+
+}  // namespace pipelined::plugin_host
