@@ -488,6 +488,7 @@ int Daemon::run() {
   std::printf("listening on %s:%u\n", cfg->server.listen_address.c_str(), static_cast<unsigned>(port()));
   if (d.admin_unix) std::printf("admin socket %s\n", cfg->admin.socket_path.c_str());
   if (d.admin_tcp) std::printf("admin on %s:%u\n", cfg->admin.tcp_address.c_str(), static_cast<unsigned>(d.admin_tcp->port()));
+  std::printf("started\n");  // the last startup line: scripts and tests wait for it
   std::fflush(stdout);
   spdlog::info("pipelined {} serving {} endpoints on {}:{}", PIPELINED_VERSION, cfg->endpoints.size(), cfg->server.listen_address, port());
 
