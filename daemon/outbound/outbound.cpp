@@ -43,6 +43,17 @@ std::optional<milliseconds> parse_retry_after(const std::string& value) {
   return std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(at - std::chrono::system_clock::now()));
 }
 
+// base + path with exactly one '/' between them ("…/v1" + "chat/completions"); an empty path is
+// the base itself (Translation v2 posts to its base URL).
+std::string join_url(const std::string& base, const std::string& path) {
+  if (path.empty() || path[0] == '?') return base + path;
+  const bool base_slash = !base.empty() && base.back() == '/';
+  const bool path_slash = path[0] == '/';
+  if (base_slash && path_slash) return base + path.substr(1);
+  if (!base_slash && !path_slash) return base + "/" + path;
+  return base + path;
+}
+
 }  // namespace
 
 struct Call;
@@ -167,7 +178,7 @@ struct OutboundClient::Impl {
   void start(Call* call, Clock::time_point now) {
     const config::ProviderConfig& p = call->provider->config;
     const Request& r = call->request;
-    std::string url = r.provider.empty() ? r.path : p.base_url + r.path;
+    std::string url = r.provider.empty() ? r.path : join_url(p.base_url, r.path);
     call->easy = idle_easy.empty() ? curl_easy_init() : idle_easy.back();
     if (!idle_easy.empty()) idle_easy.pop_back();
     CURL* e = call->easy;
