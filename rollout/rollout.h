@@ -110,7 +110,13 @@ class RolloutController {
   std::string compare_outputs(const nlohmann::json& stable, const nlohmann::json& candidate) const;
 
   // The admin API under /admin/rollout, /admin/report: `target` is the path with its query string.
+  // Routes, bodies and statuses: docs/rollout.md.
   AdminResponse handle_admin(const std::string& method, const std::string& target, const std::string& body);
+
+  // One guardrail and step-schedule pass now (the schedule runs it every guardrail_interval).
+  void evaluate_guardrails_now();
+  // Waits until every row recorded so far is written or counted lost.
+  void flush();
 
  private:
   struct Impl;

@@ -417,7 +417,7 @@ bool is_loopback(const std::string& host) {
 
 void read_root(Reader& r, const YAML::Node& root, Config& c) {
   YAML::Node admin_node, rollout_node, endpoints_node;
-  bool admin_socket_set = false;
+  bool admin_socket_set = false, database_set = false;
   const Fields fields = {
       {"server", [&](auto& n, auto& k) {
          auto& s = c.server;
@@ -468,7 +468,10 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
       {"metrics", [&](auto& n, auto& k) {
          auto& m = c.metrics;
          r.read_map(n, k,
-                    {{"database", [&](auto& fn, auto& fk) { r.read(fn, fk, m.database_path); }},
+                    {{"database", [&](auto& fn, auto& fk) {
+                        r.read(fn, fk, m.database_path);
+                        database_set = true;
+                      }},
                      {"retention_days", [&](auto& fn, auto& fk) { r.read_int(fn, fk, m.retention_days, 1, 36500); }},
                      {"queue_capacity", [&](auto& fn, auto& fk) { r.read_int(fn, fk, m.queue_capacity, 1, 100000000); }},
                      {"flush_interval_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, m.flush_interval); }}});
@@ -539,6 +542,7 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
   r.read_map(root, "", fields);
 
   if (!admin_socket_set) c.admin.socket_path = c.state_directory + "/admin.sock";
+  if (!database_set) c.metrics.database_path = c.state_directory + "/pipelined.db";
   if (c.admin.tcp_port != 0 || !c.admin.tcp_address.empty()) {
     if (c.admin.token.empty()) r.error(admin_node, "admin.tcp", "the TCP admin listener needs admin.token");
     if (!is_loopback(c.admin.tcp_address)) r.error(admin_node, "admin.tcp", "the TCP admin listener must be on a loopback address");

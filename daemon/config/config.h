@@ -118,7 +118,7 @@ struct RolloutConfig {
 };
 
 struct MetricsConfig {
-  std::string database_path = "var/pipelined.db";
+  std::string database_path = "var/pipelined.db";  // default: <state_directory>/pipelined.db
   int retention_days = 30;
   std::size_t queue_capacity = 100000;  // rows beyond this are dropped and counted
   Millis flush_interval{200};

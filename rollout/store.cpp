@@ -1,0 +1,249 @@
+#include "rollout/store.h"
+
+#include <sqlite3.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+namespace pipelined::rollout {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::unique_ptr<SQLite::Database> open_database(const std::string& path) {
+  std::error_code ec;
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  std::unique_ptr<SQLite::Database> db;
+  try {
+    db = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX);
+    db->setBusyTimeout(200);
+    db->exec("PRAGMA journal_mode=WAL");
+    db->exec("PRAGMA synchronous=NORMAL");
+    db->exec("PRAGMA foreign_keys=ON");
+  } catch (const SQLite::Exception& e) {
+    throw std::runtime_error("metrics database " + path + ": " + e.what());
+  }
+  const int newest = migrations().empty() ? 0 : migrations().back().version;
+  int version = db->execAndGet("PRAGMA user_version").getInt();
+  if (version > newest) {
+    throw std::runtime_error("metrics database " + path + " has schema version " + std::to_string(version) +
+                             ", newer than this binary's " + std::to_string(newest) +
+                             "; run the newer pipelined, or move the database aside");
+  }
+  for (const auto& m : migrations()) {
+    if (m.version <= version) continue;
+    try {
+      SQLite::Transaction t(*db);
+      db->exec(m.sql);
+      db->exec("PRAGMA user_version = " + std::to_string(m.version));
+      t.commit();
+      version = m.version;
+      spdlog::info("metrics database {}: applied migration {:03}_{}", path, m.version, m.name);
+    } catch (const SQLite::Exception& e) {
+      throw std::runtime_error("metrics database " + path + ": migration " + std::to_string(m.version) + "_" + m.name +
+                               " failed: " + e.what());
+    }
+  }
+  return db;
+}
+
+RowWriter::RowWriter(std::string path, std::size_t capacity, std::chrono::milliseconds flush_interval)
+    : path_(std::move(path)), capacity_(capacity), flush_interval_(flush_interval) {}
+
+RowWriter::~RowWriter() { stop(); }
+
+void RowWriter::start() {
+  std::lock_guard lock(mu_);
+  if (started_) return;
+  started_ = true;
+  thread_ = std::thread([this] { run(); });
+}
+
+void RowWriter::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (!started_ || stopping_) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void RowWriter::push(RequestRecord record) {
+  std::lock_guard lock(mu_);
+  if (queue_.size() >= capacity_ || stopping_) {
+    ++counters_.lost_queue_full;
+    return;
+  }
+  queue_.emplace_back(std::move(record));
+  ++pushed_;
+  if (queue_.size() == 512) wake_.notify_one();  // a full batch: no need to wait for the interval
+}
+
+void RowWriter::push(ShadowRecord record) {
+  std::lock_guard lock(mu_);
+  if (queue_.size() >= capacity_ || stopping_) {
+    ++counters_.lost_queue_full;
+    return;
+  }
+  queue_.emplace_back(std::move(record));
+  ++pushed_;
+}
+
+void RowWriter::flush() {
+  std::unique_lock lock(mu_);
+  if (!started_) return;
+  const std::uint64_t target = pushed_;
+  wake_.notify_one();
+  flushed_.wait(lock, [&] { return done_ >= target; });
+}
+
+WriterCounters RowWriter::counters() const {
+  std::lock_guard lock(mu_);
+  WriterCounters c = counters_;
+  c.queued = queue_.size();
+  return c;
+}
+
+void RowWriter::run() {
+  for (;;) {
+    std::vector<Row> batch;
+    bool stop = false;
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait_for(lock, flush_interval_, [this] { return stopping_ || queue_.size() >= 512 || done_ < pushed_; });
+      stop = stopping_;
+      const std::size_t n = std::min<std::size_t>(queue_.size(), 4096);
+      batch.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    if (!batch.empty()) write(batch);
+    {
+      std::lock_guard lock(mu_);
+      done_ += batch.size();
+      flushed_.notify_all();
+      if (stop && queue_.empty()) break;
+    }
+  }
+}
+
+namespace {
+
+enum class Loss { None, Locked, DiskFull, Unavailable };
+
+Loss classify(int code) {
+  switch (code & 0xFF) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return Loss::Locked;
+    case SQLITE_FULL: return Loss::DiskFull;
+    default: return Loss::Unavailable;
+  }
+}
+
+void insert(SQLite::Database& db, const std::vector<std::variant<RequestRecord, ShadowRecord>>& batch) {
+  SQLite::Statement request(db,
+                            "INSERT INTO requests (time_ms, request_id, pipeline, rollout_id, arm, bucket, http_status, outcome, "
+                            "latency_us, fell_back, fallback_cause, error_class, peak_bytes, rss_bytes, variants) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  SQLite::Statement stage(db,
+                          "INSERT INTO stage_runs (request, stage, variant, plugin_version, start_us, duration_us, status, "
+                          "attempts, error_class, peak_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  SQLite::Statement shadow(db,
+                           "INSERT INTO shadow_results (time_ms, request_id, pipeline, rollout_id, candidate_ok, matched, "
+                           "first_difference, stable_latency_us, candidate_latency_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  SQLite::Transaction t(db);
+  for (const auto& row : batch) {
+    if (const auto* r = std::get_if<RequestRecord>(&row)) {
+      nlohmann::json variants = nlohmann::json::object();
+      for (const auto& s : r->stages) variants[s.stage] = s.variant;
+      request.reset();
+      request.bind(1, r->time_ms);
+      request.bind(2, r->request_id);
+      request.bind(3, r->pipeline);
+      request.bind(4, r->rollout_id);
+      request.bind(5, to_string(r->arm));
+      request.bind(6, r->bucket);
+      request.bind(7, r->http_status);
+      request.bind(8, r->outcome);
+      request.bind(9, r->latency_us);
+      request.bind(10, r->fell_back ? 1 : 0);
+      request.bind(11, r->fallback_cause);
+      request.bind(12, r->error_class);
+      request.bind(13, r->peak_bytes);
+      request.bind(14, r->rss_bytes);
+      request.bind(15, variants.dump());
+      request.exec();
+      const std::int64_t id = db.getLastInsertRowid();
+      for (const auto& s : r->stages) {
+        stage.reset();
+        stage.bind(1, id);
+        stage.bind(2, s.stage);
+        stage.bind(3, s.variant);
+        stage.bind(4, s.plugin_version);
+        stage.bind(5, s.start_us);
+        stage.bind(6, s.duration_us);
+        stage.bind(7, s.status);
+        stage.bind(8, s.attempts);
+        stage.bind(9, s.error_class);
+        stage.bind(10, s.peak_bytes);
+        stage.exec();
+      }
+    } else {
+      const auto& s = std::get<ShadowRecord>(row);
+      shadow.reset();
+      shadow.bind(1, s.time_ms);
+      shadow.bind(2, s.request_id);
+      shadow.bind(3, s.pipeline);
+      shadow.bind(4, s.rollout_id);
+      shadow.bind(5, s.candidate_ok ? 1 : 0);
+      shadow.bind(6, s.matched ? 1 : 0);
+      shadow.bind(7, s.first_difference);
+      shadow.bind(8, s.stable_latency_us);
+      shadow.bind(9, s.candidate_latency_us);
+      shadow.exec();
+    }
+  }
+  t.commit();
+}
+
+}  // namespace
+
+// A batch is written in one transaction. A locked database is retried a few times; what still
+// cannot be written is counted by cause and dropped: no request ever waits on, or fails with, the
+// database.
+void RowWriter::write(std::vector<Row>& batch) {
+  Loss loss = Loss::None;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    try {
+      if (!db_) db_ = open_database(path_);
+      insert(*db_, batch);
+      std::lock_guard lock(mu_);
+      counters_.written += batch.size();
+      return;
+    } catch (const SQLite::Exception& e) {
+      loss = classify(e.getErrorCode());
+      spdlog::warn("metrics writer: {} rows not written yet: {}", batch.size(), e.what());
+      if (loss != Loss::Locked) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50 << attempt));
+    } catch (const std::exception& e) {
+      loss = Loss::Unavailable;
+      db_.reset();
+      spdlog::warn("metrics writer: {} rows lost: {}", batch.size(), e.what());
+      break;
+    }
+  }
+  std::lock_guard lock(mu_);
+  switch (loss) {
+    case Loss::Locked: counters_.lost_locked += batch.size(); break;
+    case Loss::DiskFull: counters_.lost_disk_full += batch.size(); break;
+    default: counters_.lost_unavailable += batch.size(); break;
+  }
+}
+
+}  // namespace pipelined::rollout
