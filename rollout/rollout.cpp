@@ -263,7 +263,8 @@ struct RolloutController::Impl {
     const auto c = cfg();
     writer->flush();  // judge on every row recorded so far
     const std::int64_t now = now_ms();
-    for (const auto& [pipeline, r] : snapshot()->latest) {
+    const auto current = snapshot();  // held: the loop may publish newer states
+    for (const auto& [pipeline, r] : current->latest) {
       if (r.status != "live") continue;
       std::map<std::string, ArmSamples> arms;
       ShadowSamples shadow;
@@ -482,7 +483,8 @@ void RolloutController::start() {
   }
   if (unclean) {
     const bool pause = d.cfg()->rollout.resume_paused_after_crash;
-    for (const auto& [pipeline, r] : d.snapshot()->latest) {
+    const auto current = d.snapshot();
+    for (const auto& [pipeline, r] : current->latest) {
       if (r.status != "live") continue;
       Rollout next = r;
       if (pause) next.status = "paused";
