@@ -1,0 +1,186 @@
+#include "admin-cli/format.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+namespace pipectl {
+
+using nlohmann::json;
+
+namespace {
+
+// The member `key` of an object, or an empty object (a reference: safe to iterate).
+const json& field(const json& j, const char* key) {
+  static const json empty = json::object();
+  if (!j.is_object()) return empty;
+  auto it = j.find(key);
+  return it == j.end() ? empty : *it;
+}
+
+// Display width: UTF-8 continuation bytes take no column.
+std::size_t width(const std::string& s) {
+  return static_cast<std::size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+std::string fixed(double v, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+std::string text(const json& v) {
+  if (v.is_null()) return "-";
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
+std::string variants(const json& v) {
+  std::string out;
+  for (const auto& [stage, variant] : v.items()) out += (out.empty() ? "" : ", ") + stage + "=" + text(variant);
+  return out.empty() ? "-" : out;
+}
+
+std::string rollout_line(const json& r) {
+  std::string line = "rollout " + text(r["id"]) + " of " + text(r["pipeline"]) + ": " + text(r["status"]) + ", candidate " +
+                     fixed(r.value("percent", 0.0), 2) + " %";
+  if (r.value("shadow_percent", 0.0) > 0) line += ", shadow " + fixed(r.value("shadow_percent", 0.0), 2) + " %";
+  line += " (" + variants(r["variants"]) + ")";
+  if (!r.value("reason", "").empty()) line += "\n  reason: " + r.value("reason", "");
+  return line;
+}
+
+}  // namespace
+
+std::string percent(double share) { return fixed(share * 100, 1) + " %"; }
+
+std::string bytes(double n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (n >= 1024 && u < 4) {
+    n /= 1024;
+    ++u;
+  }
+  return u == 0 ? fixed(n, 0) + " B" : fixed(n, 1) + " " + units[u];
+}
+
+std::int64_t duration_ms(const std::string& t) {
+  if (t.size() < 2) return -1;
+  const char unit = t.back();
+  const std::string digits = t.substr(0, t.size() - 1);
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) return -1;
+  const std::int64_t n = std::stoll(digits);
+  switch (unit) {
+    case 's': return n * 1000;
+    case 'm': return n * 60'000;
+    case 'h': return n * 3'600'000;
+    case 'd': return n * 86'400'000;
+    default: return -1;
+  }
+}
+
+bool valid_duration(const std::string& t) { return duration_ms(t) >= 0; }
+
+std::string table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> widths;
+  for (const auto& row : rows) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 0);
+    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], width(row[i]));
+  }
+  std::ostringstream out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - width(row[i]) + 2, ' ');
+    }
+    out << line << "\n";
+  }
+  return out.str();
+}
+
+std::string format_status(const json& s) {
+  std::ostringstream out;
+  out << "pipelined " << text(s["version"]) << ", up " << text(s["uptime_s"]) << " s, config " << text(s["config"]) << "\n";
+  out << (s.value("ready", false) ? "ready" : "NOT READY: " + s.value("not_ready_reason", "")) << ", "
+      << text(s["requests_in_flight"]) << " requests in flight, plugin generation " << text(s["plugins"]["generation"]) << "\n\n";
+  const json& rollout = s["rollout"];
+  std::vector<std::vector<std::string>> rows = {{"PIPELINE", "ROLLOUT", "STATUS", "CANDIDATE", "SHADOW", "VARIANTS"}};
+  for (const auto& [name, p] : field(rollout, "pipelines").items()) {
+    const json& r = p["rollout"];
+    if (r.is_null()) {
+      rows.push_back({name, "-", "stable only", "0.00 %", "-", variants(p.value("stable_overrides", json::object()))});
+    } else {
+      rows.push_back({name, text(r["id"]), text(r["status"]), fixed(r.value("percent", 0.0), 2) + " %",
+                      fixed(r.value("shadow_percent", 0.0), 2) + " %", variants(r["variants"])});
+    }
+  }
+  out << table(rows);
+  if (rollout.contains("metrics")) {
+    const json& m = rollout["metrics"];
+    out << "\nmetrics rows: " << text(m["written"]) << " written, " << text(m["queued"]) << " queued, " << text(m["lost"]) << " lost";
+    if (m.value("lost", 0) > 0) {
+      out << " (";
+      bool first = true;
+      for (const auto& [cause, n] : m["lost_by_cause"].items())
+        if (n.get<long>() > 0) out << (first ? "" : ", ") << cause << " " << n, first = false;
+      out << ")";
+    }
+    out << "\n";
+  }
+  return out.str();
+}
+
+std::string format_rollout(const json& a) {
+  std::string out;
+  if (a.contains("rollout")) out = rollout_line(a["rollout"]) + "\n";
+  if (a.contains("rolled_back"))
+    for (const auto& r : a["rolled_back"]) out += rollout_line(r) + "\n";
+  if (a.contains("persisted") && !a["persisted"].get<bool>())
+    out += "warning: in effect, but the metrics database could not record it; it will not survive a restart\n";
+  return out;
+}
+
+std::string format_report(const json& report) {
+  std::ostringstream out;
+  for (const auto& [name, p] : field(report, "pipelines").items()) {
+    out << "pipeline " << name << "\n";
+    std::vector<std::vector<std::string>> rows = {
+        {"ARM", "REQUESTS", "SUCCESS", "FALLBACKS", "P50", "P95", "P99", "PEAK MEM P50", "PEAK MEM P95", "ERRORS"}};
+    for (const auto& [arm, a] : field(p, "arms").items()) {
+      std::string errors;
+      for (const auto& [cls, n] : a["errors_by_class"].items()) errors += (errors.empty() ? "" : ", ") + cls + " " + text(n);
+      rows.push_back({arm, text(a["requests"]), percent(a.value("success_rate", 0.0)), text(a["fallbacks"]),
+                      fixed(a["latency_ms"].value("p50", 0.0), 1) + " ms", fixed(a["latency_ms"].value("p95", 0.0), 1) + " ms",
+                      fixed(a["latency_ms"].value("p99", 0.0), 1) + " ms", bytes(a["peak_bytes"].value("p50", 0.0)),
+                      bytes(a["peak_bytes"].value("p95", 0.0)), errors.empty() ? "-" : errors});
+    }
+    out << table(rows);
+    if (p.contains("time_saved")) {
+      const json& t = p["time_saved"];
+      out << "time saved: median " << percent(t.value("p50", 0.0)) << " (95 % CI " << percent(t["p50_ci95"][0].get<double>()) << " .. "
+          << percent(t["p50_ci95"][1].get<double>()) << "), p95 " << percent(t.value("p95", 0.0)) << "\n";
+      out << "memory increase (median peak): " << percent(p.value("memory_increase", 0.0)) << "\n";
+    }
+    const json& shadow = p["shadow"];
+    if (shadow.value("compared", 0) > 0)
+      out << "shadow: " << text(shadow["compared"]) << " compared, mismatch " << percent(shadow.value("mismatch_rate", 0.0)) << "\n";
+    std::vector<std::vector<std::string>> stages = {{"STAGE", "ARM", "RUNS", "P50", "P95"}};
+    for (const auto& [arm, a] : field(p, "arms").items())
+      for (const auto& [stage, s] : field(a, "stages").items())
+        stages.push_back({stage, arm, text(s["runs"]), fixed(s.value("p50_ms", 0.0), 1) + " ms", fixed(s.value("p95_ms", 0.0), 1) + " ms"});
+    if (stages.size() > 1) out << table(stages);
+    out << "verdict: " << text(p["verdict"]) << "\n\n";
+  }
+  if (report.value("rows_lost", 0) > 0) out << "note: " << text(report["rows_lost"]) << " metrics rows were lost; figures leave them out\n";
+  return out.str();
+}
+
+std::string format_plugins(const json& p) {
+  std::vector<std::vector<std::string>> rows = {{"PIPELINE", "STAGE", "VARIANT", "PLUGIN", "VERSION", "FILE"}};
+  for (const auto& e : p.value("plugins", json::array()))
+    rows.push_back({text(e["pipeline"]), text(e["stage"]), text(e["variant"]), text(e["plugin"]), text(e["version"]), text(e["file"])});
+  return "plugin generation " + text(p["generation"]) + ", " + text(p["retired_libraries"]) + " retired libraries still in use\n" + table(rows);
+}
+
+}  // namespace pipectl
