@@ -18,9 +18,25 @@ const json& field(const json& j, const char* key) {
   return it == j.end() ? empty : *it;
 }
 
-// Display width: UTF-8 continuation bytes take no column.
+// Display width in terminal columns: East Asian wide characters (CJK, kana, full-width forms)
+// take two, UTF-8 continuation bytes none.
 std::size_t width(const std::string& s) {
-  return static_cast<std::size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+  std::size_t columns = 0;
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    unsigned cp = c;
+    std::size_t n = 1;
+    if (c >= 0xF0) n = 4, cp = c & 0x07;
+    else if (c >= 0xE0) n = 3, cp = c & 0x0F;
+    else if (c >= 0xC0) n = 2, cp = c & 0x1F;
+    for (std::size_t k = 1; k < n && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    const bool wide = (cp >= 0x1100 && cp <= 0x115F) || (cp >= 0x2E80 && cp <= 0xA4CF) || (cp >= 0xAC00 && cp <= 0xD7A3) ||
+                      (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0xFE30 && cp <= 0xFE4F) || (cp >= 0xFF00 && cp <= 0xFF60) ||
+                      (cp >= 0xFFE0 && cp <= 0xFFE6) || (cp >= 0x20000 && cp <= 0x3FFFD);
+    columns += wide ? 2 : 1;
+    i += n;
+  }
+  return columns;
 }
 
 std::string fixed(double v, int decimals) {

@@ -1,0 +1,158 @@
+// pipectl end to end: every command against a running pipelined, and its exit codes.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "admin-cli/format.h"
+#include "tests/server/daemon_process.h"
+
+namespace pipelined::testing {
+namespace {
+
+using nlohmann::json;
+
+struct Run {
+  int code;
+  std::string out;
+};
+
+// Runs pipectl with `args`; stdout and stderr together.
+Run pipectl(const std::string& args) {
+  const std::string cmd = std::string(PIPECTL_BINARY) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+class PipectlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::filesystem::create_directories(dir_ / "plugins");
+    for (const char* p : {"test_echo", "test_echo_parallel", "test_fail_parallel"}) install_plugin(dir_ / "plugins", p);
+    write_file(dir_ / "pipelined.yaml",
+               "server: { listen: 127.0.0.1:0 }\nplugin_directory: " + dir_ / "plugins" + "\nstate_directory: " + dir_ / "state" +
+                   "\nrollout: { sticky_key: 'header:X-User-Id', min_samples_per_arm: 5, guardrail_interval_ms: 3600000 }\n"
+                   "pipelines:\n  p:\n    stages:\n"
+                   "      echo: { variants: { serial: { plugin: test_echo }, parallel: { plugin: test_echo_parallel },"
+                   " broken: { plugin: test_fail_parallel } }, stable: serial }\n"
+                   "endpoints:\n  - { method: POST, path: /run, pipeline: p, request: { format: json }, response: { out: $stages.echo } }\n");
+    daemon_ = std::make_unique<DaemonProcess>(dir_ / "pipelined.yaml");
+    socket_ = "--socket " + dir_ / "state/admin.sock";
+  }
+
+  // Sends n requests with distinct user keys; returns how many ran on the candidate arm.
+  int traffic(int n) {
+    HttpClient client(daemon_->port());
+    int candidate = 0;
+    for (int i = 0; i < n; ++i) {
+      auto r = client.request(http::verb::post, "/run", "{}", "application/json", {{"X-User-Id", "user-" + std::to_string(i)}});
+      EXPECT_EQ(r.result_int(), 200) << r.body();
+      candidate += r["X-Pipelined-Arm"] == "candidate";
+    }
+    return candidate;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::string socket_;
+};
+
+TEST_F(PipectlTest, EveryCommandAgainstARunningDaemon) {
+  auto r = pipectl(socket_ + " status");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("stable only"), std::string::npos) << r.out;
+
+  r = pipectl(socket_ + " rollout --percent 50 --reason 'first half'");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("live, candidate 50.00 % (echo=parallel)"), std::string::npos) << r.out;
+  const int candidate = traffic(200);
+  EXPECT_GT(candidate, 70);
+  EXPECT_LT(candidate, 130);
+
+  r = pipectl(socket_ + " --json status");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out)["rollout"]["pipelines"]["p"]["rollout"]["percent"], 50.0);
+
+  r = pipectl(socket_ + " report --since 1h");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("candidate"), std::string::npos);
+  EXPECT_NE(r.out.find("verdict:"), std::string::npos) << r.out;
+  r = pipectl(socket_ + " report --format json --pipeline p");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const json report = json::parse(r.out);
+  EXPECT_EQ(report["pipelines"]["p"]["arms"]["candidate"]["requests"].get<int>() +
+                report["pipelines"]["p"]["arms"]["stable"]["requests"].get<int>(),
+            200);
+
+  EXPECT_EQ(pipectl(socket_ + " pause").code, 0);
+  r = pipectl(socket_ + " pause");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("already paused"), std::string::npos) << r.out;
+  EXPECT_EQ(pipectl(socket_ + " resume").code, 0);
+
+  // Rollback takes effect on the next request, with no restart or reload.
+  r = pipectl(socket_ + " rollback --reason 'enough'");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("rolled_back"), std::string::npos);
+  EXPECT_EQ(traffic(50), 0);
+  EXPECT_EQ(pipectl(socket_ + " rollback").code, 1);  // nothing live any more
+
+  // A named stage and variant; then promote.
+  ASSERT_EQ(pipectl(socket_ + " rollout --percent 100 --stage echo --variant parallel").code, 0);
+  r = pipectl(socket_ + " promote");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(pipectl(socket_ + " status").out.find("echo=parallel"), std::string::npos);
+
+  r = pipectl(socket_ + " plugins");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("test_echo_parallel"), std::string::npos);
+  r = pipectl(socket_ + " plugins reload test_echo");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("plugin generation 2"), std::string::npos) << r.out;
+}
+
+TEST_F(PipectlTest, AFailingCandidateFallsBackAndIsRecorded) {
+  ASSERT_EQ(pipectl(socket_ + " rollout --percent 100 --stage echo --variant broken").code, 0);
+  EXPECT_EQ(traffic(20), 20);  // all on the candidate arm, all answered 200 through the fallback
+  auto r = pipectl(socket_ + " report --format json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out)["pipelines"]["p"]["arms"]["candidate"]["fallbacks"], 20);
+}
+
+TEST_F(PipectlTest, UsageAndUnreachableExitCodes) {
+  EXPECT_EQ(pipectl(socket_ + " rollout").code, 2);               // --percent missing
+  EXPECT_EQ(pipectl(socket_ + " rollout --percent 150").code, 2);  // out of range
+  EXPECT_EQ(pipectl(socket_ + " report --since yesterday").code, 2);
+  EXPECT_EQ(pipectl(socket_ + " frobnicate").code, 2);
+  EXPECT_EQ(pipectl(socket_ + " rollout --percent 5 --pipeline nope").code, 1);
+  auto r = pipectl("--socket " + dir_ / "absent.sock" + " status");
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.out.find("is the daemon running?"), std::string::npos) << r.out;
+  // A socket file nobody listens on.
+  daemon_->stop(SIGKILL);
+  r = pipectl(socket_ + " status");
+  EXPECT_EQ(r.code, 3) << r.out;
+}
+
+TEST(PipectlFormat, TablesAlignAndNumbersRead) {
+  EXPECT_EQ(pipectl::table({{"A", "BB"}, {"ccc", "d"}}), "A    BB\nccc  d\n");
+  EXPECT_EQ(pipectl::table({{"名前", "x"}, {"ab", "y"}}), "名前  x\nab    y\n");  // display width, not bytes
+  EXPECT_EQ(pipectl::percent(0.953), "95.3 %");
+  EXPECT_EQ(pipectl::bytes(1536), "1.5 KiB");
+  EXPECT_EQ(pipectl::duration_ms("15m"), 900000);
+  EXPECT_EQ(pipectl::duration_ms("1y"), -1);
+  EXPECT_EQ(pipectl::duration_ms("h"), -1);
+  const json answer = {{"persisted", false}, {"rollout", {{"id", 3}, {"pipeline", "menu"}, {"status", "live"}, {"percent", 12.5},
+                                                          {"shadow_percent", 0}, {"variants", {{"ocr", "parallel"}}}, {"reason", ""}}}};
+  const std::string text = pipectl::format_rollout(answer);
+  EXPECT_NE(text.find("rollout 3 of menu: live, candidate 12.50 % (ocr=parallel)"), std::string::npos) << text;
+  EXPECT_NE(text.find("will not survive a restart"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pipelined::testing
