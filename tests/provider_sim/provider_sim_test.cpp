@@ -1,0 +1,149 @@
+// provider-sim as a child process: protocol shapes, content, limits, faults and counters; and the
+// official OpenAI Node client against it.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/pipelines/harness.h"
+
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+std::string run(const std::string& cmd, int* code = nullptr) {
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  if (code) *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+json post(const harness::ProviderSim& sim, const std::string& path, const json& body, int* status = nullptr) {
+  const fs::path file = fs::temp_directory_path() / ("provider_sim_test." + std::to_string(::getpid()) + ".json");
+  std::ofstream(file) << body.dump();
+  const std::string out = run("curl -s -w '\\n%{http_code}' -X POST -H 'Content-Type: application/json' --data-binary @" +
+                              file.string() + " '" + sim.url() + path + "'");
+  const auto nl = out.rfind('\n');
+  if (status) *status = std::stoi(out.substr(nl + 1));
+  return json::parse(out.substr(0, nl), nullptr, false);
+}
+
+TEST(ProviderSim, TranslationV2UsesTheGlossary) {
+  harness::ProviderSim sim({"--time-scale", "0"});
+  int status = 0;
+  auto r = post(sim, "/language/translate/v2?key=k", {{"q", {"豚骨ラーメン", "牛肉麵", "まぐろ丼", "謎の料理"}}, {"target", "en"}}, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  const auto& t = r["data"]["translations"];
+  ASSERT_EQ(t.size(), 4u);
+  EXPECT_EQ(t[0]["translatedText"], "Tonkotsu Ramen");
+  EXPECT_EQ(t[0]["detectedSourceLanguage"], "ja");
+  EXPECT_EQ(t[1]["translatedText"], "Beef Noodle Soup");
+  EXPECT_EQ(t[1]["detectedSourceLanguage"], "zh-TW");
+  EXPECT_EQ(t[2]["translatedText"], "Tuna Rice Bowl");  // longest-match segmentation
+  EXPECT_NE(t[3]["translatedText"].get<std::string>().find('['), std::string::npos);
+  post(sim, "/language/translate/v2", {{"q", "寿司"}, {"target", "en"}}, &status);
+  EXPECT_EQ(status, 403);  // no key
+}
+
+TEST(ProviderSim, CategorizeKeepsEveryItemOnce) {
+  harness::ProviderSim sim({"--time-scale", "0"});
+  json lines = json::array();
+  const std::vector<std::string> text = {"寿司", "まぐろ ¥300", "サーモン ¥280", "麺類", "醤油ラーメン ¥850", "味噌ラーメン 900円"};
+  for (std::size_t i = 0; i < text.size(); ++i) lines.push_back({{"line", i}, {"text", text[i]}});
+  json request = {{"model", "m"},
+                  {"messages", {{{"role", "user"}, {"content", json{{"task", "menu_categories"}, {"lines", lines}}.dump()}}}},
+                  {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "menu_categories"}, {"schema", json::object()}}}}}};
+  auto r = post(sim, "/v1/chat/completions", request);
+  EXPECT_EQ(r["object"], "chat.completion");
+  const json content = json::parse(r["choices"][0]["message"]["content"].get<std::string>());
+  std::vector<int> seen;
+  for (const auto& c : content["categories"])
+    for (const auto& item : c["items"]) seen.push_back(item["line"]);
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 4, 5}));
+  EXPECT_EQ(content["categories"][1]["name"], "麺類");
+  EXPECT_EQ(content["categories"][1]["items"][1]["price"], "900円");
+}
+
+TEST(ProviderSim, GeminiAnswersFixtureTextByImageHash) {
+  harness::ProviderSim sim({"--time-scale", "0"});
+  const std::string b64 = run("base64 -w0 " PIPELINED_SOURCE_DIR "/tests/fixtures/medicine/medicine_3.png");
+  json request = {{"contents", {{{"parts", {{{"text", "read"}}, {{"inline_data", {{"mime_type", "image/png"}, {"data", b64}}}},
+                                            {{"inline_data", {{"mime_type", "image/png"}, {"data", "aGVsbG8="}}}}}}}}},
+                  {"generationConfig", {{"responseMimeType", "application/json"}}}};
+  auto r = post(sim, "/v1beta/models/gemini-1.5-flash:generateContent", request);
+  const json texts = json::parse(r["candidates"][0]["content"]["parts"][0]["text"].get<std::string>());
+  ASSERT_EQ(texts.size(), 2u);
+  EXPECT_EQ(texts[0].get<std::string>().substr(0, 6), "Zyrtec");
+  EXPECT_EQ(texts[1], "");  // an unknown image
+}
+
+TEST(ProviderSim, InFlightLimitAnswers429WithRetryAfterAndCounts) {
+  harness::ProviderSim sim({"--time-scale", "0.2", "--max-in-flight", "1"});
+  const json image = {{"model", "dall-e-3"}, {"prompt", "x"}};
+  const std::string cmd = "curl -s -o /dev/null -w '%{http_code}\\n' -X POST -H 'Content-Type: application/json' -d '" + image.dump() +
+                          "' " + sim.url() + "/v1/images/generations";
+  const std::string out = run("(" + cmd + " & " + cmd + " & " + cmd + " & wait)");
+  EXPECT_NE(out.find("200"), std::string::npos) << out;
+  EXPECT_NE(out.find("429"), std::string::npos) << out;
+  const json stats = sim.stats();
+  const json& e = stats["endpoints"]["images/generations"];
+  EXPECT_EQ(e["peak_in_flight"], 1);
+  EXPECT_GE(e["rate_limited"].get<int>(), 1);
+  // While one request is in flight, the next gets 429 with Retry-After (one simulated second).
+  const std::string headers = run("(" + cmd + " >/dev/null &) ; sleep 0.3; curl -s -D - -o /dev/null -X POST -H 'Content-Type: application/json' -d '" +
+                                  image.dump() + "' " + sim.url() + "/v1/images/generations");
+  EXPECT_NE(headers.find(" 429"), std::string::npos) << headers;
+  EXPECT_NE(headers.find("Retry-After: 0.200"), std::string::npos) << headers;
+}
+
+TEST(ProviderSim, FaultRatesAreRoughlyHonoured) {
+  harness::ProviderSim sim({"--time-scale", "0", "--error-rate", "0.3", "--malformed-rate", "0.2", "--seed", "5"});
+  int errors = 0, malformed = 0, ok = 0;
+  const json request = {{"q", {"寿司"}}, {"target", "en"}};
+  for (int i = 0; i < 200; ++i) {
+    int status = 0;
+    auto r = post(sim, "/language/translate/v2?key=k", request, &status);
+    if (status == 500) ++errors;
+    else if (r.is_discarded()) ++malformed;
+    else ++ok;
+  }
+  EXPECT_NEAR(errors, 60, 25);
+  EXPECT_NEAR(malformed, 40, 22);
+  EXPECT_EQ(sim.stats()["endpoints"]["translate"]["errors"], errors);
+}
+
+TEST(ProviderSim, OfficialOpenAIClientUnderstandsIt) {
+  if (run("command -v node").empty()) GTEST_SKIP() << "node is not installed";
+  const fs::path dir = fs::path(PIPELINED_BINARY_DIR) / "tests/provider_sim/npm";
+  fs::create_directories(dir);
+  if (!fs::exists(dir / "node_modules/openai")) {
+    int code = 0;
+    const std::string out = run("cd " + dir.string() + " && npm init -y >/dev/null && timeout 300 npm install --no-audit --no-fund openai@4", &code);
+    if (code != 0) GTEST_SKIP() << "npm could not install openai (registry unreachable?): " << out.substr(0, 500);
+  }
+  fs::copy_file(PIPELINED_SOURCE_DIR "/tests/provider_sim/openai_client.mjs", dir / "openai_client.mjs", fs::copy_options::overwrite_existing);
+  harness::ProviderSim sim({"--time-scale", "0"});
+  int code = 0;
+  const std::string out = run("cd " + dir.string() + " && node openai_client.mjs " + sim.url() + "/v1", &code);
+  ASSERT_EQ(code, 0) << out;
+  const json r = json::parse(out.substr(std::min(out.find('{'), out.size())), nullptr, false);
+  ASSERT_FALSE(r.is_discarded()) << out;
+  EXPECT_EQ(r["object"], "chat.completion");
+  EXPECT_EQ(r["finish_reason"], "stop");
+  EXPECT_EQ(r["categories"][0]["name"], "寿司");
+  EXPECT_EQ(r["categories"][0]["items"].size(), 2u);
+  EXPECT_GT(r["usage_total"].get<int>(), 0);
+  EXPECT_EQ(r["tool_name"], "get_weather");
+  EXPECT_TRUE(r["tool_arguments"]["city"].is_string());
+  EXPECT_TRUE(r["tool_arguments"]["days"].is_number_integer());
+  EXPECT_EQ(r["image_url"].get<std::string>().rfind(sim.url() + "/images/", 0), 0u) << r.dump();
+}
+
+}  // namespace
