@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "admin-cli/format.h"
 #include "tests/server/daemon_process.h"
@@ -40,17 +41,20 @@ class PipectlTest : public ::testing::Test {
                    "pipelines:\n  p:\n    stages:\n"
                    "      echo: { variants: { serial: { plugin: test_echo }, parallel: { plugin: test_echo_parallel },"
                    " broken: { plugin: test_fail_parallel } }, stable: serial }\n"
-                   "endpoints:\n  - { method: POST, path: /run, pipeline: p, request: { format: json }, response: { out: $stages.echo } }\n");
+                   "  w:\n    fallback: whole_request\n    stages:\n"
+                   "      echo: { fallback: false, variants: { serial: { plugin: test_echo }, broken: { plugin: test_fail_parallel } }, stable: serial }\n"
+                   "endpoints:\n  - { method: POST, path: /run, pipeline: p, request: { format: json }, response: { out: $stages.echo } }\n"
+                   "  - { method: POST, path: /w, pipeline: w, request: { format: json }, response: { out: $stages.echo/plugin } }\n");
     daemon_ = std::make_unique<DaemonProcess>(dir_ / "pipelined.yaml");
     socket_ = "--socket " + dir_ / "state/admin.sock";
   }
 
   // Sends n requests with distinct user keys; returns how many ran on the candidate arm.
-  int traffic(int n) {
+  int traffic(int n, const std::string& path = "/run") {
     HttpClient client(daemon_->port());
     int candidate = 0;
     for (int i = 0; i < n; ++i) {
-      auto r = client.request(http::verb::post, "/run", "{}", "application/json", {{"X-User-Id", "user-" + std::to_string(i)}});
+      auto r = client.request(http::verb::post, path, "{}", "application/json", {{"X-User-Id", "user-" + std::to_string(i)}});
       EXPECT_EQ(r.result_int(), 200) << r.body();
       candidate += r["X-Pipelined-Arm"] == "candidate";
     }
@@ -67,7 +71,7 @@ TEST_F(PipectlTest, EveryCommandAgainstARunningDaemon) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("stable only"), std::string::npos) << r.out;
 
-  r = pipectl(socket_ + " rollout --percent 50 --reason 'first half'");
+  r = pipectl(socket_ + " rollout --percent 50 --pipeline p --reason 'first half'");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("live, candidate 50.00 % (echo=parallel)"), std::string::npos) << r.out;
   const int candidate = traffic(200);
@@ -103,7 +107,7 @@ TEST_F(PipectlTest, EveryCommandAgainstARunningDaemon) {
   EXPECT_EQ(pipectl(socket_ + " rollback").code, 1);  // nothing live any more
 
   // A named stage and variant; then promote.
-  ASSERT_EQ(pipectl(socket_ + " rollout --percent 100 --stage echo --variant parallel").code, 0);
+  ASSERT_EQ(pipectl(socket_ + " rollout --percent 100 --pipeline p --stage echo --variant parallel").code, 0);
   r = pipectl(socket_ + " promote");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(pipectl(socket_ + " status").out.find("echo=parallel"), std::string::npos);
@@ -117,11 +121,39 @@ TEST_F(PipectlTest, EveryCommandAgainstARunningDaemon) {
 }
 
 TEST_F(PipectlTest, AFailingCandidateFallsBackAndIsRecorded) {
-  ASSERT_EQ(pipectl(socket_ + " rollout --percent 100 --stage echo --variant broken").code, 0);
+  ASSERT_EQ(pipectl(socket_ + " rollout --percent 100 --pipeline p --stage echo --variant broken").code, 0);
   EXPECT_EQ(traffic(20), 20);  // all on the candidate arm, all answered 200 through the fallback
   auto r = pipectl(socket_ + " report --format json");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(json::parse(r.out)["pipelines"]["p"]["arms"]["candidate"]["fallbacks"], 20);
+}
+
+TEST_F(PipectlTest, WholeRequestFallbackAnswersFromStable) {
+  ASSERT_EQ(pipectl(socket_ + " rollout --percent 100 --pipeline w --stage echo --variant broken").code, 0);
+  HttpClient client(daemon_->port());
+  auto r = client.request(http::verb::post, "/w", "{}");
+  ASSERT_EQ(r.result_int(), 200) << r.body();
+  EXPECT_EQ(json::parse(r.body())["out"], "test_echo");  // the stable plugin answered
+  EXPECT_EQ(r["X-Pipelined-Arm"], "candidate");
+  traffic(9, "/w");
+  auto report = json::parse(pipectl(socket_ + " report --format json --pipeline w").out);
+  EXPECT_EQ(report["pipelines"]["w"]["arms"]["candidate"]["fallbacks"], 10) << report.dump();
+  EXPECT_EQ(report["pipelines"]["w"]["arms"]["candidate"]["success_rate"], 1.0);
+}
+
+TEST_F(PipectlTest, ShadowRunsAreComparedAndReported) {
+  ASSERT_EQ(pipectl(socket_ + " rollout --percent 0 --shadow 100 --pipeline p").code, 0);
+  EXPECT_EQ(traffic(20), 0);  // every answer came from stable
+  // The shadow runs finish after the responses: poll the report until all 20 are compared.
+  json shadow;
+  for (int i = 0; i < 100; ++i) {
+    shadow = json::parse(pipectl(socket_ + " report --format json --pipeline p").out)["pipelines"]["p"]["shadow"];
+    if (shadow["compared"] == 20) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(shadow["compared"], 20) << shadow.dump();
+  // test_echo_parallel names itself in its output: every comparison finds the difference.
+  EXPECT_EQ(shadow["mismatched"], 20) << shadow.dump();
 }
 
 TEST_F(PipectlTest, UsageAndUnreachableExitCodes) {
