@@ -249,9 +249,15 @@ TEST_F(DaemonTest, SigtermDrainsRequestsInFlight) {
       ++finished;
     });
   }
+  HttpClient open_connection(d.port());  // a keep-alive connection that is idle when SIGTERM comes
+  ASSERT_EQ(open_connection.request(http::verb::post, "/run", "{}").result_int(), 200);
   std::this_thread::sleep_for(std::chrono::milliseconds(250));  // the three are in flight
   d.signal(SIGTERM);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // A new request on an open connection is answered 503 and the connection closed.
+  auto refused = open_connection.request(http::verb::post, "/run", "{}");
+  EXPECT_EQ(refused.result_int(), 503);
+  EXPECT_FALSE(refused.keep_alive());
   // New connections are refused once the listener closed.
   boost::system::error_code ec;
   net::io_context io;
