@@ -72,25 +72,18 @@ void RowWriter::stop() {
   thread_.join();
 }
 
-void RowWriter::push(RequestRecord record) {
+void RowWriter::push(RequestRecord record) { push_row(std::move(record)); }
+void RowWriter::push(ShadowRecord record) { push_row(std::move(record)); }
+
+void RowWriter::push_row(Row row) {
   std::lock_guard lock(mu_);
   if (queue_.size() >= capacity_ || stopping_) {
     ++counters_.lost_queue_full;
     return;
   }
-  queue_.emplace_back(std::move(record));
+  queue_.push_back(std::move(row));
   ++pushed_;
   if (queue_.size() == 512) wake_.notify_one();  // a full batch: no need to wait for the interval
-}
-
-void RowWriter::push(ShadowRecord record) {
-  std::lock_guard lock(mu_);
-  if (queue_.size() >= capacity_ || stopping_) {
-    ++counters_.lost_queue_full;
-    return;
-  }
-  queue_.emplace_back(std::move(record));
-  ++pushed_;
 }
 
 void RowWriter::flush() {

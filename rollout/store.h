@@ -65,6 +65,7 @@ class RowWriter {
 
  private:
   using Row = std::variant<RequestRecord, ShadowRecord>;
+  void push_row(Row row);
   void run();
   void write(std::vector<Row>& batch);
 
