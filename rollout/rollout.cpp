@@ -493,6 +493,7 @@ void RolloutController::start() {
                "the previous daemon stopped without a clean shutdown while this rollout was live");
     }
   }
+  d.retention();  // also at start: a daemon restarted daily would otherwise never reach the hourly pass
   d.writer->start();
   d.scheduler = std::thread([&d] { d.schedule(); });
 }

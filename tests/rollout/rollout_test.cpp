@@ -204,6 +204,65 @@ TEST_F(RolloutTest, GuardrailsCatchSlowAndHungryCandidates) {
   EXPECT_NE(r["reason"].get<std::string>().find("memory +50.0 %"), std::string::npos) << r.dump();
 }
 
+TEST_F(RolloutTest, GuardrailsCatchANewErrorClassAndShadowMismatches) {
+  RolloutController c(config());
+  c.start();
+  std::int64_t id = start_rollout(c, 50);
+  // Candidate failures of a class stable never shows: at 4 % of requests they are under
+  // max_error_class_spike (5 %) and success is 96 %; at 12 % the spike trips (success with it).
+  for (int i = 0; i < 100; ++i) {
+    c.record(row(Arm::Stable, id, true, 100));
+    c.record(row(Arm::Candidate, id, i % 25 != 0, 50, 1000, "malformed"));  // 4 %: tolerated
+  }
+  c.evaluate_guardrails_now();
+  EXPECT_EQ(c.handle_admin("GET", "/admin/rollout", "").body["pipelines"]["p"]["rollout"]["status"], "live");
+  for (int i = 0; i < 100; ++i) c.record(row(Arm::Candidate, id, i % 10 > 1, 50, 1000, "malformed"));  // 20 % of these
+  c.evaluate_guardrails_now();
+  auto r = c.handle_admin("GET", "/admin/rollout", "").body["pipelines"]["p"]["rollout"];
+  EXPECT_EQ(r["status"], "rolled_back");
+  EXPECT_NE(r["reason"].get<std::string>().find("error class 'malformed'"), std::string::npos) << r.dump();
+
+  ASSERT_EQ(post(c, "/admin/rollout", {{"pipeline", "p"}, {"percent", 0}, {"shadow_percent", 50}}).status, 200);
+  id = c.handle_admin("GET", "/admin/rollout", "").body["pipelines"]["p"]["rollout"]["id"];
+  for (int i = 0; i < 60; ++i) {
+    ShadowRecord s;
+    s.time_ms = now_ms();
+    s.pipeline = "p";
+    s.rollout_id = id;
+    s.candidate_ok = true;
+    s.matched = i % 10 != 0;  // 10 % mismatches against a 1 % limit
+    s.first_difference = s.matched ? "" : "/categories/0/items/3";
+    c.record_shadow(s);
+  }
+  c.evaluate_guardrails_now();
+  r = c.handle_admin("GET", "/admin/rollout", "").body["pipelines"]["p"]["rollout"];
+  EXPECT_EQ(r["status"], "rolled_back");
+  EXPECT_NE(r["reason"].get<std::string>().find("shadow mismatch 10.0 %"), std::string::npos) << r.dump();
+}
+
+TEST_F(RolloutTest, StopWritesEveryQueuedRowAndStartEnforcesRetention) {
+  {
+    RolloutController c(config("metrics:\n  flush_interval_ms: 60000\n"));  // nothing written before stop
+    c.start();
+    for (int i = 0; i < 1000; ++i) c.record(row(Arm::Stable, 0, true, 10));
+    RequestRecord old = row(Arm::Stable, 0, true, 10);
+    old.time_ms = now_ms() - 40LL * 86'400'000;  // older than retention_days (30)
+    old.request_id = "old";
+    c.record(old);
+  }  // the destructor stops: every queued row is written
+  {
+    SQLite::Database db((dir_ / "pipelined.db").string(), SQLite::OPEN_READONLY);
+    EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM requests").getInt(), 1001);
+    EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM stage_runs").getInt(), 1001);
+  }
+  RolloutController again(config());
+  again.start();
+  SQLite::Database db((dir_ / "pipelined.db").string(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM requests WHERE request_id = 'old'").getInt(), 0);
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM requests").getInt(), 1000);
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM stage_runs").getInt(), 1000);  // its stage rows went with it
+}
+
 TEST_F(RolloutTest, TooFewSamplesDecideNothing) {
   RolloutController c(config());
   c.start();
