@@ -64,8 +64,8 @@ Times run_menu(const World& world, const menu::TesseractReader& reader, const st
   json ocr = timed("ocr", [&] { auto r = world.run(); return reader.read(image, r->ctx, schedule); });
   menu::CategorizeConfig cc;
   cc.max_in_flight = static_cast<std::size_t>(in_flight);
-  json categorized = timed("categorize", [&] { auto r = world.run(); return menu::categorize(ocr, r->ctx, cc, schedule); });
-  json translated = timed("translate", [&] { auto r = world.run(); return menu::translate(categorized, r->ctx, {}, schedule); });
+  json categorized = timed("categorize", [&] { auto r = world.run(); return fake::wait(menu::categorize(ocr, r->ctx, cc, schedule)); });
+  json translated = timed("translate", [&] { auto r = world.run(); return fake::wait(menu::translate(categorized, r->ctx, {}, schedule)); });
   menu::DescribeConfig dc;
   dc.max_in_flight = static_cast<std::size_t>(in_flight);
   auto describe_run = world.run();
@@ -76,17 +76,17 @@ Times run_menu(const World& world, const menu::TesseractReader& reader, const st
   if (schedule == Schedule::Parallel) {
     // `input: stream`: the images stage runs beside describe and gets each item as it is emitted.
     describe_run->raw.on_emit = [&](const json& item) { images_run->raw.push_item(item); };
-    std::thread images([&] { final = menu::images(images_run->ctx, {}, schedule); });
-    menu::describe(translated, describe_run->ctx, dc, schedule);
+    std::thread images([&] { final = fake::wait(menu::images(images_run->ctx, {}, schedule)); });
+    fake::wait(menu::describe(translated, describe_run->ctx, dc, schedule));
     t.stage["describe"] = since(s);
     images_run->raw.end_items();
     images.join();
   } else {
-    menu::describe(translated, describe_run->ctx, dc, schedule);
+    fake::wait(menu::describe(translated, describe_run->ctx, dc, schedule));
     t.stage["describe"] = since(s);
     for (const json& item : describe_run->raw.emitted) images_run->raw.push_item(item);
     images_run->raw.end_items();
-    final = menu::images(images_run->ctx, {}, schedule);
+    final = fake::wait(menu::images(images_run->ctx, {}, schedule));
   }
   t.stage["images"] = since(s) - (schedule == Schedule::Serial ? t.stage["describe"] : 0);
   t.total = since(start);
@@ -107,7 +107,7 @@ Times run_medicine(const World& world, const medicine::DrugsConfig& drugs_config
   auto do_ocr = [&] {
     const auto s = Clock::now();
     auto r = world.run();
-    ocr = medicine::ocr(input, r->ctx, {});
+    ocr = fake::wait(medicine::ocr(input, r->ctx, {}));
     t.stage["ocr"] = since(s);
   };
   if (schedule == Schedule::Parallel) {
@@ -120,7 +120,7 @@ Times run_medicine(const World& world, const medicine::DrugsConfig& drugs_config
   }
   const auto s = Clock::now();
   auto r = world.run();
-  medicine::analyze({{"drugs", drugs}, {"ocr", ocr}}, r->ctx, {});
+  fake::wait(medicine::analyze({{"drugs", drugs}, {"ocr", ocr}}, r->ctx, {}));
   t.stage["analysis"] = since(s);
   t.total = since(start);
   return t;

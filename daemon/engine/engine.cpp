@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include "daemon/memory/memory_account.h"
 #if PIPELINED_ENGINE_OUTBOUND
@@ -33,26 +34,57 @@ Payload to_payload(const pl_payload& p) { return sdk::detail::from_c(p); }
 // Items a stage emitted, read by the stage that consumes it as a stream. Items are kept so a
 // fallback rerun of the consumer can read them again from the start.
 struct ItemStream {
+  // An asynchronous reader (poll_item) waiting for the stream to change.
+  struct Waiter {
+    const pl_run_context* reader;
+    void (*wake)(void*);
+    void* user;
+    std::shared_ptr<const plugin_host::PluginSet> plugins;  // wake is the plugin's code
+  };
+
   std::mutex mu;
   std::condition_variable changed;
   std::deque<Payload> items;   // deque: references stay valid as items are appended
   std::set<std::string> seen;  // JSON text of every item, to drop a fallback rerun's repeats
   bool ended = false;
+  std::vector<Waiter> waiters;
 
   void push(Payload item) {
+    std::vector<Waiter> woken;
     {
       std::lock_guard lock(mu);
       if (!seen.insert(item.json.dump()).second) return;
       items.push_back(std::move(item));
+      woken.swap(waiters);
     }
     changed.notify_all();
+    for (const auto& w : woken) w.wake(w.user);
   }
   void end() {
+    std::vector<Waiter> woken;
     {
       std::lock_guard lock(mu);
       ended = true;
+      woken.swap(waiters);
     }
     changed.notify_all();
+    for (const auto& w : woken) w.wake(w.user);
+  }
+  // Wakes `reader` if it waits (its run was abandoned: it should see the cancellation).
+  void wake_reader(const pl_run_context* reader) {
+    std::vector<Waiter> woken;
+    {
+      std::lock_guard lock(mu);
+      for (auto it = waiters.begin(); it != waiters.end();) {
+        if (it->reader == reader) {
+          woken.push_back(*it);
+          it = waiters.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (const auto& w : woken) w.wake(w.user);
   }
 };
 
@@ -70,8 +102,11 @@ struct StageRun {
   std::vector<StageRun*> needed_by;         // stages that read this one's output
   StageRun* stream_source = nullptr;
   std::shared_ptr<ItemStream> emitted = std::make_shared<ItemStream>();
+  Payload input;  // kept for a fallback rerun
   Payload output;
   StageRecord record;
+  std::string first_error_class, first_error_message;  // of a failed first attempt
+  std::int64_t peak = 0;
 };
 
 }  // namespace
@@ -79,12 +114,22 @@ struct StageRun {
 struct RequestRun;
 }  // namespace pipelined::engine
 
-// One attempt of one stage of one request: what the host services act on.
+// One attempt of one stage of one request: what the host services act on. Heap-allocated: a run
+// that returned PL_PENDING keeps it until complete(), possibly after the engine stopped waiting.
 struct pl_run_context {
-  pipelined::engine::RequestRun* request = nullptr;
+  enum Phase { Running, Completed /* the plugin ended the run */, Abandoned /* the engine stopped waiting */ };
+
+  std::shared_ptr<pipelined::engine::RequestRun> request;  // kept alive (plugins, stages) while the plugin holds ctx
   pipelined::engine::StageRun* stage = nullptr;
   pipelined::engine::Clock::time_point deadline;  // min(request deadline, stage timeout)
   bool stage_timeout_limits = false;               // deadline comes from the stage's timeout
+  // Shared with the tasks post() runs under it, so it outlives the last of them.
+  std::shared_ptr<pipelined::memory::MemoryAccount> account = std::make_shared<pipelined::memory::MemoryAccount>();
+  std::atomic<int> phase{Running};
+  std::mutex mu;              // orders complete() against run() returning PL_PENDING
+  bool run_returned = false;  // guarded by mu
+  bool completed = false;     // guarded by mu: complete() was called ...
+  int completed_status = PL_ERROR;  // ... with this status
   std::optional<pipelined::engine::Payload> output;
   std::string error_class, error_message;
   std::vector<pipelined::engine::Payload> emitted;  // in order, for {"items": [...]}
@@ -100,6 +145,7 @@ struct pl_task_group {
 namespace pipelined::engine {
 
 struct RequestRun {
+  Engine::Impl* engine = nullptr;
   pool::WorkerPool* pool = nullptr;
   outbound::OutboundClient* outbound = nullptr;
   std::shared_ptr<const plugin_host::PluginSet> plugins;
@@ -121,24 +167,51 @@ struct Engine::Impl {
   outbound::OutboundClient* outbound;
   pl_host_services services{};
 
+  // Runs that returned PL_PENDING, watched for their deadline and their request's cancellation:
+  // past either, the engine stops waiting (abandons the run) and goes on without its output.
+  std::mutex pending_mu;
+  std::condition_variable pending_cv;
+  std::set<pl_run_context*> pending;
+  bool stopping = false;
+  std::thread watchdog;
+
+  // Contexts not yet released: an abandoned run holds its context until it calls complete().
+  std::mutex live_mu;
+  std::condition_variable live_cv;
+  int live_contexts = 0;
+
   Impl(pool::WorkerPool& p, outbound::OutboundClient* o) : pool(p), outbound(o) {}
 
   void start(const std::shared_ptr<RequestRun>& run);
   void start_ready(const std::shared_ptr<RequestRun>& run, std::unique_lock<std::mutex>& lock);
   void launch(const std::shared_ptr<RequestRun>& run, StageRun& stage);
   void execute(const std::shared_ptr<RequestRun>& run, StageRun& stage);
-  bool attempt(const std::shared_ptr<RequestRun>& run, StageRun& stage, const std::string& variant, const Payload& input,
-               std::int64_t& peak);
+  void start_attempt(const std::shared_ptr<RequestRun>& run, StageRun& stage, const std::string& variant);
+  void finish_attempt(pl_run_context* ctx, int rc);
+  void abandon(pl_run_context* ctx);
+  void attempt_ended(const std::shared_ptr<RequestRun>& run, StageRun& stage, bool ok);
+  void release(pl_run_context* ctx);
+  void watch_pending();
   void stage_ended(const std::shared_ptr<RequestRun>& run, StageRun& stage, bool ok);
   void skip_dependants(RequestRun& run, StageRun& stage);
   void maybe_finish(const std::shared_ptr<RequestRun>& run, std::unique_lock<std::mutex>& lock);
   Payload input_of(RequestRun& run, const StageRun& stage);
+
+  // Queues fn on the pool under `account` (null: none), not under the submitting thread's.
+  void submit(memory::MemoryAccount* account, std::function<void()> fn) {
+    memory::ScopedAccount none(nullptr);
+    pool.submit([account, fn = std::move(fn)] {
+      memory::ScopedAccount scope(account);
+      fn();
+    });
+  }
 };
 
 namespace {
 
 bool cancelled(pl_run_context* ctx) {
-  return ctx->request->request.cancelled->load(std::memory_order_relaxed) || Clock::now() >= ctx->deadline;
+  return ctx->request->request.cancelled->load(std::memory_order_relaxed) || Clock::now() >= ctx->deadline ||
+         ctx->phase.load() == pl_run_context::Abandoned;
 }
 
 void log(pl_run_context* ctx, int level, const char* message) {
@@ -176,6 +249,8 @@ void set_error(pl_run_context* ctx, const char* error_class, const char* message
 }
 
 int emit_item(pl_run_context* ctx, const pl_payload* item) {
+  // An abandoned run's stage has ended (and may be rerunning on stable): its items go nowhere.
+  if (ctx->phase.load() == pl_run_context::Abandoned) return PL_CANCELLED;
   try {
     Payload p = to_payload(*item);
     ctx->emitted.push_back(p);
@@ -188,20 +263,27 @@ int emit_item(pl_run_context* ctx, const pl_payload* item) {
   }
 }
 
+// The reader's next item, the end, its cancellation, or PL_PENDING: nothing yet. Under stream.mu.
+int read_item(pl_run_context* ctx, ItemStream& stream, pl_payload* item) {
+  if (ctx->read_cursor < stream.items.size()) {
+    const Payload& next = stream.items[ctx->read_cursor++];
+    ctx->current_item.emplace(next);
+    *item = ctx->current_item->view;
+    return PL_OK;
+  }
+  if (stream.ended) return PL_END;
+  if (cancelled(ctx)) return PL_CANCELLED;
+  return PL_PENDING;
+}
+
 int next_item(pl_run_context* ctx, pl_payload* item) {
   StageRun* source = ctx->stage->stream_source;
   if (source == nullptr) return PL_END;
   ItemStream& stream = *source->emitted;
   std::unique_lock lock(stream.mu);
   for (;;) {
-    if (ctx->read_cursor < stream.items.size()) {
-      const Payload& next = stream.items[ctx->read_cursor++];
-      ctx->current_item.emplace(next);
-      *item = ctx->current_item->view;
-      return PL_OK;
-    }
-    if (stream.ended) return PL_END;
-    if (cancelled(ctx)) return PL_CANCELLED;
+    const int rc = read_item(ctx, stream, item);
+    if (rc != PL_PENDING) return rc;
     // Wakes on every item; the timeout only bounds how late a cancellation is noticed.
     stream.changed.wait_for(lock, std::chrono::milliseconds(20));
   }
@@ -217,6 +299,45 @@ int group_submit(pl_task_group* group, void (*fn)(void*), void* arg) {
 void group_wait(pl_task_group* group) { group->group.wait(); }
 void group_destroy(pl_task_group* group) { delete group; }
 
+int poll_item(pl_run_context* ctx, pl_payload* item, void (*wake)(void*), void* user) {
+  StageRun* source = ctx->stage->stream_source;
+  if (source == nullptr) return PL_END;
+  ItemStream& stream = *source->emitted;
+  std::lock_guard lock(stream.mu);
+  // An abandonment sets the phase before it wakes this reader under stream.mu, so a reader sees
+  // either the phase here or the wake.
+  const int rc = read_item(ctx, stream, item);
+  if (rc == PL_PENDING) stream.waiters.push_back({ctx, wake, user, ctx->request->plugins});
+  return rc;
+}
+
+void complete(pl_run_context* ctx, int status) {
+  {
+    std::lock_guard lock(ctx->mu);
+    ctx->completed = true;
+    ctx->completed_status = status;
+    if (!ctx->run_returned) return;  // complete() inside run(): start_attempt finishes it
+  }
+  Engine::Impl* engine = ctx->request->engine;
+  int expected = pl_run_context::Running;
+  if (ctx->phase.compare_exchange_strong(expected, pl_run_context::Completed)) {
+    // The stage's next steps (a fallback rerun, dependants, the reply) do not belong on the
+    // plugin's thread, which may be the outbound I/O thread.
+    engine->submit(&ctx->request->account, [engine, ctx, status] { engine->finish_attempt(ctx, status); });
+  } else {
+    engine->release(ctx);  // abandoned: the engine went on without this run
+  }
+}
+
+int post(pl_run_context* ctx, void (*fn)(void*), void* arg) {
+  // The plugin's code runs in fn: its library stays loaded until fn returns.
+  ctx->request->engine->submit(nullptr, [fn, arg, account = ctx->account, plugins = ctx->request->plugins] {
+    memory::ScopedAccount scope(account.get());
+    fn(arg);
+  });
+  return PL_OK;
+}
+
 int http_send(pl_run_context* ctx, const pl_http_request* request, pl_http_callback callback, void* user) {
 #if PIPELINED_ENGINE_OUTBOUND
   outbound::OutboundClient* client = ctx->request->outbound;
@@ -230,7 +351,8 @@ int http_send(pl_run_context* ctx, const pl_http_request* request, pl_http_callb
   if (request->body) r.body.assign(request->body, request->body_size);
   r.timeout = std::chrono::milliseconds(request->timeout_ms);
   r.deadline = ctx->deadline;
-  client->send(std::move(r), [callback, user](outbound::Response response) {
+  // The callback is the plugin's code: its library stays loaded until the callback returns.
+  client->send(std::move(r), [callback, user, plugins = ctx->request->plugins](outbound::Response response) {
     pl_http_response c{response.status,
                        response.body.data(),
                        response.body.size(),
@@ -342,96 +464,173 @@ void Engine::Impl::launch(const std::shared_ptr<RequestRun>& run, StageRun& stag
 // Runs the requested variant, then stable when it failed and fallback applies. Called on a pool
 // thread without the request lock: stage code runs unlocked.
 void Engine::Impl::execute(const std::shared_ptr<RequestRun>& run, StageRun& stage) {
-  Payload input;
   {
     std::lock_guard lock(run->mu);
-    input = input_of(*run, stage);
+    stage.input = input_of(*run, stage);
   }
-  StageRecord& rec = stage.record;
-  rec.started = Clock::now();
-  std::int64_t peak = 0;
-  bool ok = attempt(run, stage, stage.variant, input, peak);
-  rec.attempts = 1;
-  if (!ok && stage.variant != stage.config->stable && stage.config->fallback_to_stable &&
-      !run->request.cancelled->load() && Clock::now() < run->request.deadline) {
-    spdlog::info("[{}] {}/{}: variant {} failed ({}: {}); rerunning on stable {}", run->request.request_id,
-                 run->pipeline->name, stage.config->name, stage.variant, rec.error_class, rec.error_message,
-                 stage.config->stable);
-    const std::string first_class = rec.error_class, first_message = rec.error_message;
-    ok = attempt(run, stage, stage.config->stable, input, peak);
-    rec.attempts = 2;
-    if (ok) {
-      rec.status = StageStatus::FellBack;
-      rec.error_class = first_class;
-      rec.error_message = first_message;
-    }
-  }
-  rec.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - rec.started);
-  rec.peak_bytes = peak;
-  stage_ended(run, stage, ok);
+  stage.record.started = Clock::now();
+  start_attempt(run, stage, stage.variant);
 }
 
-bool Engine::Impl::attempt(const std::shared_ptr<RequestRun>& run, StageRun& stage, const std::string& variant,
-                           const Payload& input, std::int64_t& peak) {
+void Engine::Impl::start_attempt(const std::shared_ptr<RequestRun>& run, StageRun& stage, const std::string& variant) {
   StageRecord& rec = stage.record;
   rec.variant = variant;
+  ++rec.attempts;
   const plugin_host::StageInstance* instance = run->plugins->find(run->pipeline->name, stage.config->name, variant);
   if (instance == nullptr) {
     rec.status = StageStatus::Failed;
     rec.error_class = PL_ERR_INTERNAL;
     rec.error_message = "no plugin loaded for variant '" + variant + "'";
-    return false;
+    return attempt_ended(run, stage, false);
   }
   rec.plugin_name = instance->plugin_name();
   rec.plugin_version = instance->plugin_version();
 
-  pl_run_context ctx;
-  ctx.request = run.get();
-  ctx.stage = &stage;
-  ctx.deadline = run->request.deadline;
-  const Clock::time_point began = Clock::now();
-  if (stage.config->timeout && began + *stage.config->timeout < ctx.deadline) {
-    ctx.deadline = began + *stage.config->timeout;
-    ctx.stage_timeout_limits = true;
+  auto* ctx = new pl_run_context;
+  {
+    std::lock_guard lock(live_mu);
+    ++live_contexts;
   }
-  memory::MemoryAccount account;
-  account.parent = &run->account;
+  ctx->request = run;
+  ctx->stage = &stage;
+  ctx->deadline = run->request.deadline;
+  const Clock::time_point began = Clock::now();
+  if (stage.config->timeout && began + *stage.config->timeout < ctx->deadline) {
+    ctx->deadline = began + *stage.config->timeout;
+    ctx->stage_timeout_limits = true;
+  }
+  ctx->account->parent = &run->account;
   int rc = PL_ERROR;
   {
-    memory::ScopedAccount scope(&account);
-    const sdk::detail::CPayload c_input(input);
-    rc = instance->run(&ctx, &c_input.view);
-    ctx.current_item.reset();
+    memory::ScopedAccount scope(ctx->account.get());
+    const sdk::detail::CPayload c_input(stage.input);
+    rc = instance->run(ctx, &c_input.view);
   }
-  peak = std::max(peak, account.peak_bytes());
+  if (rc == PL_PENDING) {
+    std::lock_guard lock(ctx->mu);
+    ctx->run_returned = true;
+    if (!ctx->completed) {
+      std::lock_guard watch(pending_mu);
+      pending.insert(ctx);
+      pending_cv.notify_one();
+      return;  // this pool thread is free; complete() or the watchdog goes on from here
+    }
+    rc = ctx->completed_status;
+  }
+  ctx->phase.store(pl_run_context::Completed);
+  finish_attempt(ctx, rc);
+}
+
+// The plugin ended the run: its output, or why it failed.
+void Engine::Impl::finish_attempt(pl_run_context* ctx, int rc) {
+  {
+    std::lock_guard lock(pending_mu);
+    pending.erase(ctx);
+  }
+  const std::shared_ptr<RequestRun> run = ctx->request;
+  StageRun& stage = *ctx->stage;
+  StageRecord& rec = stage.record;
+  ctx->current_item.reset();
+  stage.peak = std::max(stage.peak, ctx->account->peak_bytes());
 
   // The plugin was asked to stop at the deadline (is_cancelled); its run still ends only when it
   // returns. Past the stage's own timeout the attempt counts as failed even if it produced output.
-  const bool timed_out = Clock::now() >= ctx.deadline;
-  if (rc == PL_OK && !timed_out && (ctx.output || !ctx.emitted.empty())) {
-    if (ctx.output) {
-      stage.output = std::move(*ctx.output);
+  const bool timed_out = Clock::now() >= ctx->deadline;
+  bool ok = false;
+  if (rc == PL_OK && !timed_out && (ctx->output || !ctx->emitted.empty())) {
+    if (ctx->output) {
+      stage.output = std::move(*ctx->output);
     } else {
       stage.output = Payload{};
       stage.output.json["items"] = nlohmann::json::array();
-      for (auto& item : ctx.emitted) stage.output.json["items"].push_back(std::move(item.json));
+      for (auto& item : ctx->emitted) stage.output.json["items"].push_back(std::move(item.json));
     }
     rec.status = StageStatus::Ok;
-    return true;
-  }
-  rec.status = StageStatus::Failed;
-  if (timed_out) {
-    rec.error_class = PL_ERR_TIMEOUT;
-    rec.error_message = ctx.stage_timeout_limits ? "stage timeout of " + std::to_string(stage.config->timeout->count()) + " ms passed"
-                                                 : "request deadline passed";
-  } else if (rc == PL_OK) {
-    rec.error_class = PL_ERR_INTERNAL;
-    rec.error_message = "plugin returned PL_OK without an output";
+    ok = true;
   } else {
-    rec.error_class = ctx.error_class.empty() ? PL_ERR_INTERNAL : ctx.error_class;
-    rec.error_message = ctx.error_message.empty() ? "plugin returned code " + std::to_string(rc) : ctx.error_message;
+    rec.status = StageStatus::Failed;
+    if (timed_out) {
+      rec.error_class = PL_ERR_TIMEOUT;
+      rec.error_message = ctx->stage_timeout_limits
+                              ? "stage timeout of " + std::to_string(stage.config->timeout->count()) + " ms passed"
+                              : "request deadline passed";
+    } else if (rc == PL_OK) {
+      rec.error_class = PL_ERR_INTERNAL;
+      rec.error_message = "plugin returned PL_OK without an output";
+    } else {
+      rec.error_class = ctx->error_class.empty() ? PL_ERR_INTERNAL : ctx->error_class;
+      rec.error_message = ctx->error_message.empty() ? "plugin returned code " + std::to_string(rc) : ctx->error_message;
+    }
   }
-  return false;
+  attempt_ended(run, stage, ok);
+  release(ctx);  // last: the engine's destructor waits for this
+}
+
+// The watchdog gave up on a pending run (deadline or cancellation). The plugin still holds ctx and
+// releases it with complete(); until then nothing of ctx but its fixed fields is read here.
+void Engine::Impl::abandon(pl_run_context* ctx) {
+  const std::shared_ptr<RequestRun> run = ctx->request;
+  StageRun& stage = *ctx->stage;
+  StageRecord& rec = stage.record;
+  stage.peak = std::max(stage.peak, ctx->account->peak_bytes());
+  rec.status = StageStatus::Failed;
+  rec.error_class = PL_ERR_TIMEOUT;
+  if (run->request.cancelled->load()) rec.error_message = "request cancelled";
+  else if (ctx->stage_timeout_limits) rec.error_message = "stage timeout of " + std::to_string(stage.config->timeout->count()) + " ms passed";
+  else rec.error_message = "request deadline passed";
+  if (stage.stream_source != nullptr) stage.stream_source->emitted->wake_reader(ctx);
+  attempt_ended(run, stage, false);
+}
+
+void Engine::Impl::attempt_ended(const std::shared_ptr<RequestRun>& run, StageRun& stage, bool ok) {
+  StageRecord& rec = stage.record;
+  if (!ok && rec.attempts == 1 && stage.variant != stage.config->stable && stage.config->fallback_to_stable &&
+      !run->request.cancelled->load() && Clock::now() < run->request.deadline) {
+    spdlog::info("[{}] {}/{}: variant {} failed ({}: {}); rerunning on stable {}", run->request.request_id,
+                 run->pipeline->name, stage.config->name, stage.variant, rec.error_class, rec.error_message,
+                 stage.config->stable);
+    stage.first_error_class = rec.error_class;
+    stage.first_error_message = rec.error_message;
+    return start_attempt(run, stage, stage.config->stable);
+  }
+  if (ok && rec.attempts == 2) {
+    rec.status = StageStatus::FellBack;
+    rec.error_class = stage.first_error_class;
+    rec.error_message = stage.first_error_message;
+  }
+  rec.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - rec.started);
+  rec.peak_bytes = stage.peak;
+  stage_ended(run, stage, ok);
+}
+
+void Engine::Impl::release(pl_run_context* ctx) {
+  delete ctx;
+  std::lock_guard lock(live_mu);
+  if (--live_contexts == 0) live_cv.notify_all();
+}
+
+void Engine::Impl::watch_pending() {
+  std::unique_lock lock(pending_mu);
+  while (!stopping) {
+    if (pending.empty()) {
+      pending_cv.wait(lock);
+      continue;
+    }
+    // The period bounds how late a cancellation or a deadline is noticed.
+    pending_cv.wait_for(lock, std::chrono::milliseconds(20));
+    for (auto it = pending.begin(); it != pending.end();) {
+      pl_run_context* ctx = *it;
+      int expected = pl_run_context::Running;
+      if (cancelled(ctx) && ctx->phase.compare_exchange_strong(expected, pl_run_context::Abandoned)) {
+        it = pending.erase(it);
+        spdlog::warn("[{}] {}/{}: run still pending at its deadline or cancellation; going on without it",
+                     ctx->request->request.request_id, ctx->request->pipeline->name, ctx->stage->config->name);
+        submit(&ctx->request->account, [this, ctx] { abandon(ctx); });
+      } else {
+        ++it;
+      }
+    }
+  }
 }
 
 void Engine::Impl::skip_dependants(RequestRun& run, StageRun& stage) {
@@ -519,15 +718,27 @@ void Engine::Impl::maybe_finish(const std::shared_ptr<RequestRun>& run, std::uni
 Engine::Engine(pool::WorkerPool& pool, outbound::OutboundClient* outbound) : impl_(std::make_unique<Impl>(pool, outbound)) {
   impl_->services = {sizeof(pl_host_services), log,       remaining_ms,  is_cancelled, set_output,
                      set_error,                emit_item, next_item,     group_create, group_submit,
-                     group_wait,               group_destroy, http_send};
+                     group_wait,               group_destroy, http_send, complete, post, poll_item};
+  impl_->watchdog = std::thread([impl = impl_.get()] { impl->watch_pending(); });
 }
 
-Engine::~Engine() = default;
+Engine::~Engine() {
+  {
+    std::lock_guard lock(impl_->pending_mu);
+    impl_->stopping = true;
+  }
+  impl_->pending_cv.notify_all();
+  impl_->watchdog.join();
+  std::unique_lock lock(impl_->live_mu);
+  if (!impl_->live_cv.wait_for(lock, std::chrono::seconds(10), [&] { return impl_->live_contexts == 0; }))
+    spdlog::error("engine: {} plugin runs never called complete(); their contexts are leaked", impl_->live_contexts);
+}
 
 const pl_host_services* Engine::services() const { return &impl_->services; }
 
 void Engine::run(std::shared_ptr<const plugin_host::PluginSet> plugins, RunRequest request, std::function<void(RunResult)> done) {
   auto run = std::make_shared<RequestRun>();
+  run->engine = impl_.get();
   run->pool = &impl_->pool;
   run->outbound = impl_->outbound;
   run->plugins = std::move(plugins);

@@ -72,10 +72,12 @@ class Engine {
  public:
   // `outbound` may be null: plugins then get PL_ERROR from http_send.
   Engine(pool::WorkerPool& pool, outbound::OutboundClient* outbound);
-  ~Engine();
 
   // The host services table every plugin gets in create(); pass it to PluginHost.
   const pl_host_services* services() const;
+
+  // Waits (up to 10 s) for asynchronous plugin runs the engine stopped waiting for to call complete().
+  ~Engine();
 
   // Starts the request; `done` runs exactly once, on a pool thread, when every stage has ended.
   // `plugins` is held until then, so a hot swap meanwhile does not unload what this request uses.
@@ -85,8 +87,9 @@ class Engine {
   // run() and wait; for tests and benchmarks.
   RunResult run_sync(std::shared_ptr<const plugin_host::PluginSet> plugins, RunRequest request);
 
+  struct Impl;  // engine.cpp; public only so the host services there can name it
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -83,11 +83,13 @@ struct Daemon::Impl {
   Clock::time_point started = Clock::now();
 
   std::unique_ptr<rollout::RolloutController> rollout;
+  // Destroyed in reverse: the outbound client first (it fails what is in flight, so pending plugin
+  // runs complete), then the engine (it waits for them), then the pool they complete on.
+  std::unique_ptr<pool::WorkerPool> pool;
+  std::unique_ptr<engine::Engine> engine;
 #if PIPELINED_HAVE_OUTBOUND
   std::unique_ptr<outbound::OutboundClient> outbound;
 #endif
-  std::unique_ptr<pool::WorkerPool> pool;
-  std::unique_ptr<engine::Engine> engine;
   std::unique_ptr<plugin_host::PluginHost> plugins;
   net::io_context io;
   std::unique_ptr<HttpListener> frontend, admin_unix, admin_tcp;

@@ -5,12 +5,14 @@
 
 namespace medicine = pipelined::plugins::medicine;
 
-class MedicineOcr : public pipelined::sdk::Stage {
+class MedicineOcr : public pipelined::sdk::AsyncStage {
  public:
   explicit MedicineOcr(const nlohmann::json& config)
       : config_(medicine::OcrConfig::from(config, "medicine_ocr_" MEDICINE_OCR_VARIANT)) {}
-  pipelined::sdk::Payload run(const pipelined::sdk::Payload& input, pipelined::sdk::Context& ctx) override {
-    return {medicine::ocr(input, ctx, config_), {}};
+  pipelined::sdk::Task<pipelined::sdk::Payload> run(const pipelined::sdk::Payload& input, pipelined::sdk::Context& ctx) override {
+    // Not co_await inside a braced initializer: GCC 12 mishandles the temporaries there.
+    nlohmann::json output = co_await medicine::ocr(input, ctx, config_);
+    co_return pipelined::sdk::Payload{std::move(output), {}};
   }
 
  private:

@@ -4,11 +4,13 @@
 namespace menu = pipelined::plugins::menu;
 using pipelined::plugins::Schedule;
 
-class ImagesParallel : public pipelined::sdk::Stage {
+class ImagesParallel : public pipelined::sdk::AsyncStage {
  public:
   explicit ImagesParallel(const nlohmann::json& config) : config_(menu::ImagesConfig::from(config, "menu_images_parallel")) {}
-  pipelined::sdk::Payload run(const pipelined::sdk::Payload& /*input: items arrive as a stream*/, pipelined::sdk::Context& ctx) override {
-    return {menu::images(ctx, config_, Schedule::Parallel), {}};
+  pipelined::sdk::Task<pipelined::sdk::Payload> run(const pipelined::sdk::Payload& /*input: items arrive as a stream*/, pipelined::sdk::Context& ctx) override {
+    // Not co_await inside a braced initializer: GCC 12 mishandles the temporaries there.
+    nlohmann::json output = co_await menu::images(ctx, config_, Schedule::Parallel);
+    co_return pipelined::sdk::Payload{std::move(output), {}};
   }
 
  private:

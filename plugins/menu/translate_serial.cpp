@@ -4,11 +4,13 @@
 namespace menu = pipelined::plugins::menu;
 using pipelined::plugins::Schedule;
 
-class TranslateSerial : public pipelined::sdk::Stage {
+class TranslateSerial : public pipelined::sdk::AsyncStage {
  public:
   explicit TranslateSerial(const nlohmann::json& config) : config_(menu::TranslateConfig::from(config, "menu_translate_serial")) {}
-  pipelined::sdk::Payload run(const pipelined::sdk::Payload& input, pipelined::sdk::Context& ctx) override {
-    return {menu::translate(input.json, ctx, config_, Schedule::Serial), {}};
+  pipelined::sdk::Task<pipelined::sdk::Payload> run(const pipelined::sdk::Payload& input, pipelined::sdk::Context& ctx) override {
+    // Not co_await inside a braced initializer: GCC 12 mishandles the temporaries there.
+    nlohmann::json output = co_await menu::translate(input.json, ctx, config_, Schedule::Serial);
+    co_return pipelined::sdk::Payload{std::move(output), {}};
   }
 
  private:

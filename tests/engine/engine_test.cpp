@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "daemon/memory/memory_account.h"
 
@@ -81,6 +84,83 @@ class Reader : public sdk::Stage {
   }
 };
 
+// Reads its input stream as a coroutine: no thread waits between items (poll_item + wake + post).
+class AsyncReader : public sdk::AsyncStage {
+ public:
+  explicit AsyncReader(const nlohmann::json&) {}
+  sdk::Task<Payload> run(const Payload&, Context& ctx) override {
+    Payload out;
+    out.json["items"] = nlohmann::json::array();
+    for (;;) {
+      std::optional<Payload> item = co_await ctx.next_item_async();
+      if (!item) break;
+      item->json["received_at_us"] = now_us();
+      out.json["items"].push_back(item->json);
+    }
+    co_return out;
+  }
+};
+
+// An asynchronous stage without network, on the raw ABI: run() returns PL_PENDING and a thread of
+// the test completes the run after config wait_ms (giving up early when cancelled, unless
+// ignore_cancel), or before run() returns with complete_inline. Counts the runs pending at once.
+struct AsyncTimer {
+  struct Config {
+    int wait_ms = 0;
+    bool ignore_cancel = false, complete_inline = false;
+  };
+  static inline const pl_host_services* host = nullptr;
+  static inline std::atomic<int> pending{0}, peak{0};
+  static inline std::mutex mu;
+  static inline std::vector<std::thread> threads;
+
+  static void join_all() {
+    std::vector<std::thread> ts;
+    {
+      std::lock_guard lock(mu);
+      ts.swap(threads);
+    }
+    for (auto& t : ts) t.join();
+  }
+  static void finish(pl_run_context* ctx, const Config& c) {
+    const std::string json = R"({"async":true})";
+    const pl_payload out{json.data(), json.size(), nullptr, 0};
+    if (host->is_cancelled(ctx) && !c.ignore_cancel) {
+      host->set_error(ctx, PL_ERR_TIMEOUT, "cancelled");
+      --pending;
+      host->complete(ctx, PL_ERROR);
+      return;
+    }
+    host->set_output(ctx, &out);
+    --pending;
+    host->complete(ctx, PL_OK);
+  }
+  static void* create(const char* json, size_t size, const pl_host_services* h, pl_error*) {
+    host = h;
+    const auto j = nlohmann::json::parse(json, json + size);
+    return new Config{j.value("wait_ms", 0), j.value("ignore_cancel", false), j.value("complete_inline", false)};
+  }
+  static int run(void* instance, pl_run_context* ctx, const pl_payload*) {
+    const Config c = *static_cast<Config*>(instance);
+    const int now = ++pending;
+    for (int p = peak.load(); now > p && !peak.compare_exchange_weak(p, now);) {
+    }
+    if (c.complete_inline) {
+      finish(ctx, c);
+      return PL_PENDING;
+    }
+    std::lock_guard lock(mu);
+    threads.emplace_back([ctx, c] {
+      const auto until = Clock::now() + std::chrono::milliseconds(c.wait_ms);
+      while (Clock::now() < until && (c.ignore_cancel || !host->is_cancelled(ctx)))
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      finish(ctx, c);
+    });
+    return PL_PENDING;
+  }
+  static void destroy(void* instance) { delete static_cast<Config*>(instance); }
+};
+
 template <class T>
 constexpr pl_plugin_descriptor descriptor_of(const char* name) {
   return {PL_ABI_VERSION, sizeof(pl_plugin_descriptor), name, "1.0.0", "any", "any",
@@ -89,10 +169,18 @@ constexpr pl_plugin_descriptor descriptor_of(const char* name) {
 const pl_plugin_descriptor kTestStage = descriptor_of<TestStage>("test_stage");
 const pl_plugin_descriptor kEmitter = descriptor_of<Emitter>("emitter");
 const pl_plugin_descriptor kReader = descriptor_of<Reader>("reader");
+const pl_plugin_descriptor kAsyncReader = descriptor_of<AsyncReader>("async_reader");
+const pl_plugin_descriptor kAsyncTimer = {PL_ABI_VERSION, sizeof(pl_plugin_descriptor), "async_timer", "1.0.0", "any", "any",
+                                          &AsyncTimer::create, &AsyncTimer::run, &AsyncTimer::destroy};
 
 class EngineTest : public ::testing::Test {
  protected:
-  EngineTest() : pool_(8), engine_(pool_, nullptr) {}
+  EngineTest() : pool_(8), engine_(pool_, nullptr) {
+    AsyncTimer::pending = 0;
+    AsyncTimer::peak = 0;
+  }
+  // The timer threads end their runs; the engine's destructor then finds every context released.
+  void TearDown() override { AsyncTimer::join_all(); }
 
   // Builds a PluginSet in process from a YAML config whose variants name "test_stage", "emitter"
   // or "reader" as their plugin.
@@ -104,7 +192,11 @@ class EngineTest : public ::testing::Test {
     for (const auto& p : loaded.config->pipelines) {
       for (const auto& s : p.stages) {
         for (const auto& v : s.variants) {
-          const pl_plugin_descriptor* d = v.plugin == "emitter" ? &kEmitter : v.plugin == "reader" ? &kReader : &kTestStage;
+          const pl_plugin_descriptor* d = v.plugin == "emitter"        ? &kEmitter
+                                          : v.plugin == "reader"       ? &kReader
+                                          : v.plugin == "async_reader" ? &kAsyncReader
+                                          : v.plugin == "async_timer"  ? &kAsyncTimer
+                                                                       : &kTestStage;
           const std::string c = v.config.dump();
           pl_error err{};
           void* instance = d->create(c.data(), c.size(), engine_.services(), &err);
@@ -385,6 +477,120 @@ TEST_F(EngineTest, StagePeakBytesCountsItsAllocations) {
   EXPECT_GE(record(r, "a").peak_bytes, 10 << 20);
   EXPECT_LT(record(r, "b").peak_bytes, 1 << 20);
   EXPECT_GE(r.peak_bytes, 10 << 20);
+}
+
+}  // namespace
+}  // namespace pipelined::engine
+
+namespace pipelined::engine {
+namespace {
+
+// The point of asynchronous runs: with one pool thread, eight runs that each wait 400 ms are all
+// pending at once. A run that held its thread while waiting would keep the count at one.
+TEST_F(EngineTest, PendingRunsDoNotHoldAPoolThread) {
+  auto set = plugins(R"(pipelines:
+  p:
+    stages:
+      wait: { variants: { serial: { plugin: async_timer, config: { wait_ms: 400 } } }, stable: serial }
+)");
+  pool::WorkerPool one_thread(1);
+  Engine engine(one_thread, nullptr);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<RunResult> results;
+  for (int i = 0; i < 8; ++i) {
+    RunRequest r;
+    r.request_id = "r" + std::to_string(i);
+    r.pipeline = "p";
+    r.deadline = Clock::now() + std::chrono::seconds(30);
+    engine.run(set, std::move(r), [&](RunResult result) {
+      std::lock_guard lock(mu);
+      results.push_back(std::move(result));
+      cv.notify_all();
+    });
+  }
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return results.size() == 8; }));
+  for (const auto& r : results) {
+    EXPECT_TRUE(r.ok) << r.error_message;
+    EXPECT_EQ(r.outputs.at("wait").json["async"], true);
+  }
+  // All eight start within a few ms of each other on a quiet machine; four leaves room for a noisy one.
+  EXPECT_GE(AsyncTimer::peak.load(), 4) << "runs pending at once on a one-thread pool";
+}
+
+TEST_F(EngineTest, CompleteBeforeRunReturnsIsAccepted) {
+  auto set = plugins(R"(pipelines:
+  p:
+    stages:
+      wait: { variants: { serial: { plugin: async_timer, config: { complete_inline: true } } }, stable: serial }
+      next: { needs: [wait], variants: { serial: { plugin: test_stage, config: { name: next } } }, stable: serial }
+)");
+  auto r = run(set);
+  ASSERT_TRUE(r.ok) << r.error_message;
+  EXPECT_EQ(r.outputs.at("next").json["async"], true);
+}
+
+// A candidate still pending at its stage timeout is given up (the watchdog), the stable variant
+// answers, and the request ends while the abandoned run is still pending; it completes later into
+// nothing (TearDown joins it, the engine's destructor waits for it).
+TEST_F(EngineTest, PendingRunPastItsTimeoutIsAbandonedAndFallsBack) {
+  auto set = plugins(R"(pipelines:
+  p:
+    stages:
+      wait:
+        timeout_ms: 150
+        variants:
+          serial: { plugin: async_timer, config: { wait_ms: 5 } }
+          parallel: { plugin: async_timer, config: { wait_ms: 1500, ignore_cancel: true } }
+        stable: serial
+)");
+  auto r = run(set, {{"wait", "parallel"}});
+  ASSERT_TRUE(r.ok) << r.error_message;
+  const auto& rec = record(r, "wait");
+  EXPECT_EQ(rec.status, StageStatus::FellBack);
+  EXPECT_EQ(rec.variant, "serial");
+  EXPECT_EQ(rec.error_class, PL_ERR_TIMEOUT);
+  EXPECT_NE(rec.error_message.find("stage timeout of 150 ms"), std::string::npos) << rec.error_message;
+  EXPECT_EQ(AsyncTimer::pending.load(), 1) << "the abandoned candidate has not completed yet";
+}
+
+TEST_F(EngineTest, PendingRunIsAbandonedWhenTheRequestIsCancelled) {
+  auto set = plugins(R"(pipelines:
+  p:
+    stages:
+      wait: { variants: { serial: { plugin: async_timer, config: { wait_ms: 1500, ignore_cancel: true } } }, stable: serial }
+)");
+  RunRequest r;
+  r.request_id = "cancelled";
+  r.pipeline = "p";
+  r.deadline = Clock::now() + std::chrono::seconds(30);
+  auto flag = r.cancelled;
+  std::thread canceller([flag] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    flag->store(true);
+  });
+  auto result = engine_.run_sync(set, std::move(r));
+  canceller.join();
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(result.error_class, PL_ERR_TIMEOUT);
+  EXPECT_EQ(record(result, "wait").error_message, "request cancelled");
+  EXPECT_EQ(AsyncTimer::pending.load(), 1) << "answered while the run is still pending";
+}
+
+TEST_F(EngineTest, AsyncStreamReaderGetsEveryItemInOrder) {
+  auto set = plugins(R"(pipelines:
+  p:
+    stages:
+      emit: { variants: { serial: { plugin: emitter, config: { count: 20, interval_ms: 5 } } }, stable: serial }
+      read: { needs: [emit], input: stream, variants: { serial: { plugin: async_reader } }, stable: serial }
+)");
+  auto r = run(set);
+  ASSERT_TRUE(r.ok) << r.error_message;
+  const auto& items = r.outputs.at("read").json["items"];
+  ASSERT_EQ(items.size(), 20u);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(items[i]["index"], i);
+  EXPECT_LT(items[0]["received_at_us"].get<long long>(), r.outputs.at("emit").json["ended_at_us"].get<long long>());
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <future>
 #include <map>
 #include <mutex>
 #include <string>
@@ -78,25 +79,38 @@ struct pl_run_context {
   std::vector<std::thread> threads;
   std::shared_ptr<fake::Limiter> limiter;                   // optional
   std::function<void(const nlohmann::json&)> on_emit;      // optional: hands emitted items on
+  std::vector<std::pair<void (*)(void*), void*>> wakers;    // poll_item readers waiting for input
 
   ~pl_run_context() { join(); }
+  // Joins every thread, also those the joined ones started (post from a posted task).
   void join() {
-    std::vector<std::thread> ts;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      ts.swap(threads);
+    for (;;) {
+      std::vector<std::thread> ts;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        ts.swap(threads);
+      }
+      if (ts.empty()) return;
+      for (auto& t : ts) t.join();
     }
-    for (auto& t : ts) t.join();
   }
   void push_item(const nlohmann::json& item) {
-    std::lock_guard<std::mutex> lock(mu);
+    std::unique_lock<std::mutex> lock(mu);
     input.push_back(item);
     cv.notify_all();
+    wake(lock);
   }
   void end_items() {
-    std::lock_guard<std::mutex> lock(mu);
+    std::unique_lock<std::mutex> lock(mu);
     input_done = true;
     cv.notify_all();
+    wake(lock);
+  }
+  void wake(std::unique_lock<std::mutex>& lock) {
+    auto ws = std::move(wakers);
+    wakers.clear();
+    lock.unlock();
+    for (auto& [fn, user] : ws) fn(user);
   }
 };
 
@@ -133,6 +147,25 @@ inline const pl_host_services* services() {
       *p = {c->current_item.data(), c->current_item.size(), nullptr, 0};
       return PL_OK;
     };
+    h.poll_item = [](pl_run_context* c, pl_payload* p, void (*wake)(void*), void* user) -> int {
+      std::lock_guard<std::mutex> lock(c->mu);
+      if (c->cancelled.load()) return PL_CANCELLED;
+      if (c->input.empty()) {
+        if (c->input_done) return PL_END;
+        c->wakers.emplace_back(wake, user);
+        return PL_PENDING;
+      }
+      c->current_item = c->input.front().dump();
+      c->input.pop_front();
+      *p = {c->current_item.data(), c->current_item.size(), nullptr, 0};
+      return PL_OK;
+    };
+    h.post = [](pl_run_context* c, void (*fn)(void*), void* arg) -> int {
+      std::lock_guard<std::mutex> lock(c->mu);
+      c->threads.emplace_back([fn, arg] { fn(arg); });
+      return PL_OK;
+    };
+    h.complete = [](pl_run_context*, int) {};  // stage functions are awaited directly (fake::wait)
     h.group_create = [](pl_run_context*) -> pl_task_group* { return new pl_task_group; };
     h.group_submit = [](pl_task_group* g, void (*fn)(void*), void* arg) -> int {
       g->threads.emplace_back([fn, arg] { fn(arg); });
@@ -181,6 +214,18 @@ struct Run {
   pipelined::sdk::Context ctx{services(), &raw};
   explicit Run(Provider p) { raw.provider = std::move(p); }
 };
+
+// Runs a stage coroutine to its end on the fake host's threads and returns its result.
+template <class T>
+T wait(pipelined::sdk::Task<T> task) {
+  std::promise<T> promise;
+  auto future = promise.get_future();
+  pipelined::sdk::detail::start(std::move(task), [&promise](std::optional<T> value, std::exception_ptr error) {
+    if (error) promise.set_exception(error);
+    else promise.set_value(std::move(*value));
+  });
+  return future.get();
+}
 
 inline std::string chat_reply(const json& content) {
   return json{{"id", "chatcmpl-fake"},

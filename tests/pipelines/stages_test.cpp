@@ -149,8 +149,8 @@ TEST_P(MenuStages, SerialAndParallelAgreeAtEveryStage) {
   cc.max_in_flight = 4;
   cc.min_chunk_lines = 3;
   fake::Run cs(menu_world), cp(menu_world);
-  json cat_serial = menu::categorize(ocr_output(fixture), cs.ctx, cc, Schedule::Serial);
-  json cat_parallel = menu::categorize(ocr_output(fixture), cp.ctx, cc, Schedule::Parallel);
+  json cat_serial = fake::wait(menu::categorize(ocr_output(fixture), cs.ctx, cc, Schedule::Serial));
+  json cat_parallel = fake::wait(menu::categorize(ocr_output(fixture), cp.ctx, cc, Schedule::Parallel));
   cs.raw.join();
   cp.raw.join();
   EXPECT_EQ(cat_serial, cat_parallel);
@@ -162,8 +162,8 @@ TEST_P(MenuStages, SerialAndParallelAgreeAtEveryStage) {
 
   menu::TranslateConfig tc;
   fake::Run ts(menu_world), tp(menu_world);
-  json tr_serial = menu::translate(cat_serial, ts.ctx, tc, Schedule::Serial);
-  json tr_parallel = menu::translate(cat_serial, tp.ctx, tc, Schedule::Parallel);
+  json tr_serial = fake::wait(menu::translate(cat_serial, ts.ctx, tc, Schedule::Serial));
+  json tr_parallel = fake::wait(menu::translate(cat_serial, tp.ctx, tc, Schedule::Parallel));
   ts.raw.join();
   tp.raw.join();
   EXPECT_EQ(tr_serial, tr_parallel);
@@ -175,8 +175,8 @@ TEST_P(MenuStages, SerialAndParallelAgreeAtEveryStage) {
   dc.chunk_size = 4;
   dc.max_in_flight = 3;
   fake::Run ds(menu_world), dp(menu_world);
-  json de_serial = menu::describe(tr_serial, ds.ctx, dc, Schedule::Serial);
-  json de_parallel = menu::describe(tr_serial, dp.ctx, dc, Schedule::Parallel);
+  json de_serial = fake::wait(menu::describe(tr_serial, ds.ctx, dc, Schedule::Serial));
+  json de_parallel = fake::wait(menu::describe(tr_serial, dp.ctx, dc, Schedule::Parallel));
   ds.raw.join();
   dp.raw.join();
   EXPECT_EQ(de_serial, de_parallel);
@@ -195,8 +195,8 @@ TEST_P(MenuStages, SerialAndParallelAgreeAtEveryStage) {
     is.raw.input.push_back(*it);
     ip.raw.input.push_back(*it);
   }
-  json im_serial = menu::images(is.ctx, ic, Schedule::Serial);
-  json im_parallel = menu::images(ip.ctx, ic, Schedule::Parallel);
+  json im_serial = fake::wait(menu::images(is.ctx, ic, Schedule::Serial));
+  json im_parallel = fake::wait(menu::images(ip.ctx, ic, Schedule::Parallel));
   is.raw.join();
   ip.raw.join();
   EXPECT_EQ(im_serial, im_parallel);
@@ -229,14 +229,14 @@ TEST(MenuStagesFaults, CategorizeAsksAgainAfterAMalformedAnswerThenFails) {
     return r;
   };
   fake::Run run(once_broken);
-  json out = menu::categorize(ocr_output("menu_ja_12"), run.ctx, {}, Schedule::Serial);
+  json out = fake::wait(menu::categorize(ocr_output("menu_ja_12"), run.ctx, {}, Schedule::Serial));
   run.raw.join();
   EXPECT_EQ(calls.load(), 2);
   EXPECT_EQ(item_lines(out).size(), 12u);
 
   fake::Run broken([](const fake::Call&) { return fake::Reply{200, "<html>oops</html>"}; });
   try {
-    menu::categorize(ocr_output("menu_ja_12"), broken.ctx, {}, Schedule::Parallel);
+    fake::wait(menu::categorize(ocr_output("menu_ja_12"), broken.ctx, {}, Schedule::Parallel));
     FAIL() << "expected a malformed error";
   } catch (const pipelined::sdk::StageError& e) {
     EXPECT_EQ(e.error_class(), "malformed");
@@ -250,8 +250,8 @@ TEST(MenuStagesFaults, ProviderErrorsKeepTheirClass) {
                             std::pair{fake::Reply{0, "", "timeout"}, std::string("timeout")}}) {
     fake::Run run([reply = reply](const fake::Call&) { return reply; });
     try {
-      menu::describe(json{{"categories", {{{"name", "a"}, {"items", {{{"original", "x"}, {"translation", "X"}}}}}}}}, run.ctx, {},
-                     Schedule::Parallel);
+      fake::wait(menu::describe(json{{"categories", {{{"name", "a"}, {"items", {{{"original", "x"}, {"translation", "X"}}}}}}}}, run.ctx, {},
+                     Schedule::Parallel));
       FAIL();
     } catch (const pipelined::sdk::StageError& e) {
       EXPECT_EQ(e.error_class(), cls);
@@ -262,7 +262,7 @@ TEST(MenuStagesFaults, ProviderErrorsKeepTheirClass) {
 
 TEST(MenuStagesFaults, TranslateFallsBackToChatForTheCategoriesGoogleFailed) {
   fake::Run helper(menu_world);
-  json categorized = menu::categorize(ocr_output("menu_ja_40"), helper.ctx, {}, Schedule::Serial);
+  json categorized = fake::wait(menu::categorize(ocr_output("menu_ja_40"), helper.ctx, {}, Schedule::Serial));
   helper.raw.join();
   const std::string failing = categorized["categories"][2]["name"];
   auto google_fails_once_category = [&](const fake::Call& c) {
@@ -271,7 +271,7 @@ TEST(MenuStagesFaults, TranslateFallsBackToChatForTheCategoriesGoogleFailed) {
   };
   for (Schedule s : {Schedule::Serial, Schedule::Parallel}) {
     fake::Run run(google_fails_once_category);
-    json out = menu::translate(categorized, run.ctx, {}, s);
+    json out = fake::wait(menu::translate(categorized, run.ctx, {}, s));
     run.raw.join();
     EXPECT_EQ(out["categories"][2]["translation"], "C(" + failing + ")");
     EXPECT_EQ(out["categories"][1]["translation"], "T(" + categorized["categories"][1]["name"].get<std::string>() + ")");
@@ -294,7 +294,7 @@ TEST(MenuStagesFaults, AFailedImageMarksOnlyItsItem) {
   for (Schedule s : {Schedule::Serial, Schedule::Parallel}) {
     fake::Run run(fail_dish4);
     for (const auto& i : items) run.raw.input.push_back(i);
-    json out = menu::images(run.ctx, {}, s);
+    json out = fake::wait(menu::images(run.ctx, {}, s));
     run.raw.join();
     const json& failed = out["categories"][1]["items"][1];
     EXPECT_FALSE(failed.contains("image_url"));
@@ -316,13 +316,48 @@ TEST(MenuStagesStreaming, ParallelImagesStartBeforeTheStreamEnds) {
     run.raw.end_items();
   });
   const auto start = fake::Clock::now();
-  json out = menu::images(run.ctx, {}, Schedule::Parallel);
+  json out = fake::wait(menu::images(run.ctx, {}, Schedule::Parallel));
   producer.join();
   run.raw.join();
   ASSERT_EQ(run.raw.calls.size(), 5u);
   // The first image request went out about when the first item arrived, not after the last one.
   EXPECT_LT(run.raw.calls[0].started - start, std::chrono::milliseconds(100));
   EXPECT_EQ(out["categories"][0]["items"].size(), 5u);
+}
+
+// No thread waits on the network: starting a stage returns to the caller with its requests in
+// flight, and the stage ends on a host thread when the last answer arrives. A stage that waited
+// would not return from start() before its answers, 200 ms later.
+TEST(MenuStagesAsync, StartingAStageReturnsWithItsRequestsInFlight) {
+  fake::Run run([](const fake::Call& c) {
+    fake::Reply r = menu_world(c);
+    r.delay_ms = 200;
+    return r;
+  });
+  json categorized = {{"categories", json::array()}};
+  for (int c = 0; c < 4; ++c) {
+    json items = json::array();
+    for (int i = 0; i < 5; ++i) items.push_back({{"line", c * 10 + i}, {"name", "n" + std::to_string(i)}, {"price", "1"}});
+    categorized["categories"].push_back({{"name", "c" + std::to_string(c)}, {"items", items}});
+  }
+  menu::TranslateConfig config;
+  config.provider = "";  // chat only: one request per category
+  std::promise<json> result;
+  auto future = result.get_future();
+  pipelined::sdk::detail::start(menu::translate(categorized, run.ctx, config, Schedule::Parallel),
+                                [&result](std::optional<json> value, std::exception_ptr error) {
+                                  if (error) result.set_exception(error);
+                                  else result.set_value(std::move(*value));
+                                });
+  {
+    std::lock_guard<std::mutex> lock(run.raw.mu);
+    EXPECT_EQ(run.raw.calls.size(), 4u) << "every category's request is out when start() returns";
+  }
+  EXPECT_EQ(future.wait_for(std::chrono::seconds(0)), std::future_status::timeout) << "no answer has arrived yet";
+  json out = future.get();
+  run.raw.join();
+  ASSERT_EQ(out["categories"].size(), 4u);
+  EXPECT_EQ(out["categories"][3]["items"][4]["translation"], "C(n4)");
 }
 
 // ---- medicine --------------------------------------------------------------------------------
@@ -344,7 +379,7 @@ TEST(Medicine, OcrBatchesAllImagesInOneCallAndReportsTheUnreadable) {
   input.attachments = {fixture_attachment("medicine_1.png"), fixture_attachment("medicine_unreadable.png"),
                        fixture_attachment("medicine_2.png"),
                        {"notes.txt", "text/plain", std::make_shared<const std::string>("hello")}};
-  json out = medicine::ocr(input, run.ctx, {});
+  json out = fake::wait(medicine::ocr(input, run.ctx, {}));
   run.raw.join();
   ASSERT_EQ(run.raw.calls.size(), 1u);
   EXPECT_EQ(run.raw.calls[0].path, "models/gemini-1.5-flash:generateContent");
@@ -398,7 +433,7 @@ TEST(Medicine, AnalysisKeepsOnlyCandidatesAndReportsPartial) {
                                  {{"image", 1}, {"drug_id", 1}, {"confidence", 0.9}, {"matched_keywords", json::array()}}}}});
     return r;
   });
-  json out = medicine::analyze({{"drugs", drugs}, {"ocr", ocr}}, run.ctx, {});
+  json out = fake::wait(medicine::analyze({{"drugs", drugs}, {"ocr", ocr}}, run.ctx, {}));
   run.raw.join();
   ASSERT_EQ(out["medicines"].size(), 1u);
   EXPECT_EQ(out["medicines"][0]["brand"], "Advil");

@@ -200,7 +200,7 @@ std::vector<std::string> extract_keywords(std::string_view text) {
   return out;
 }
 
-json ocr(const sdk::Payload& input, const sdk::Context& ctx, const OcrConfig& config) {
+sdk::Task<json> ocr(const sdk::Payload& input, const sdk::Context& ctx, const OcrConfig& config) {
   if (input.attachments.empty()) throw StageError(PL_ERR_INVALID_INPUT, "no images in the request (multipart field 'files')");
   json images = json::array();
   json unreadable = json::array();
@@ -222,7 +222,7 @@ json ocr(const sdk::Payload& input, const sdk::Context& ctx, const OcrConfig& co
 
   if (!batch.empty()) {
     std::vector<std::string> texts;
-    run_requests(
+    co_await run_requests(
         ctx, 1, Schedule::Serial,
         [&](std::size_t) { return with_timeout(gemini_ocr_request(config.provider, config.model, batch), config.timeout_ms); },
         [&](std::size_t, const sdk::HttpResponse& r) { texts = gemini_ocr_result(r, batch.size()); });
@@ -246,7 +246,7 @@ json ocr(const sdk::Payload& input, const sdk::Context& ctx, const OcrConfig& co
   for (const json& image : images)
     for (const json& k : image["keywords"])
       if (seen.insert(k.get<std::string>()).second) keywords.push_back(k);
-  return {{"images", std::move(images)}, {"keywords", std::move(keywords)}, {"unreadable", std::move(unreadable)}};
+  co_return json{{"images", std::move(images)}, {"keywords", std::move(keywords)}, {"unreadable", std::move(unreadable)}};
 }
 
 // ---- analysis --------------------------------------------------------------------------------
@@ -329,7 +329,7 @@ constexpr const char* kAnalysisInstructions =
 
 }  // namespace
 
-json analyze(const json& input, const sdk::Context& ctx, const AnalysisConfig& config) {
+sdk::Task<json> analyze(const json& input, const sdk::Context& ctx, const AnalysisConfig& config) {
   if (!input.is_object() || !input.contains("drugs") || !input.contains("ocr"))
     throw StageError(PL_ERR_INVALID_INPUT, "analysis: input needs the outputs of stages 'drugs' and 'ocr'");
   const json drugs = input["drugs"].value("drugs", json::array());
@@ -356,7 +356,7 @@ json analyze(const json& input, const sdk::Context& ctx, const AnalysisConfig& c
     ChatTask task{config.provider, config.model, kAnalysisInstructions,
                   {{"task", "medicine_matches"}, {"images", std::move(user_images)}, {"drugs", std::move(user_drugs)}},
                   "medicine_matches", matches_schema()};
-    run_requests(
+    co_await run_requests(
         ctx, 1, Schedule::Serial,
         [&](std::size_t) { return with_timeout(chat_request(task), config.timeout_ms); },
         [&](std::size_t, const sdk::HttpResponse& r) {
@@ -403,10 +403,10 @@ json analyze(const json& input, const sdk::Context& ctx, const AnalysisConfig& c
     if (a["confidence"] != b["confidence"]) return a["confidence"].get<double>() > b["confidence"].get<double>();
     return a["drug_id"].get<long long>() < b["drug_id"].get<long long>();
   });
-  return {{"medicines", list},
-          {"unreadable_images", unreadable},
-          {"partial", !unreadable.empty()},
-          {"candidates", candidates.size()}};
+  co_return json{{"medicines", list},
+                 {"unreadable_images", unreadable},
+                 {"partial", !unreadable.empty()},
+                 {"candidates", candidates.size()}};
 }
 
 }  // namespace pipelined::plugins::medicine

@@ -39,7 +39,7 @@ struct OcrConfig {
 std::vector<std::string> extract_keywords(std::string_view text);
 // Every attachment of the request in one generateContent call. An attachment that is not an image,
 // or whose text comes back empty, is listed in "unreadable"; the others are read.
-json ocr(const sdk::Payload& input, const sdk::Context& ctx, const OcrConfig& config);
+sdk::Task<json> ocr(const sdk::Payload& input, const sdk::Context& ctx, const OcrConfig& config);
 
 // ---- stage analysis --------------------------------------------------------------------------
 
@@ -54,6 +54,6 @@ struct AnalysisConfig {
 // Drugs sharing a brand, generic or imprint keyword with an image, best first, at most `limit`.
 std::vector<const json*> candidate_drugs(const json& drugs, const json& images, std::size_t limit);
 // Input {"drugs": <drugs output>, "ocr": <ocr output>}.
-json analyze(const json& input, const sdk::Context& ctx, const AnalysisConfig& config);
+sdk::Task<json> analyze(const json& input, const sdk::Context& ctx, const AnalysisConfig& config);
 
 }  // namespace pipelined::plugins::medicine

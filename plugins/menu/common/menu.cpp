@@ -227,16 +227,16 @@ const sdk::Attachment& request_image(const sdk::Payload& input) {
   return input.attachments.front();
 }
 
-json ocr_gemini(const sdk::Payload& input, const sdk::Context& ctx, const GeminiOcrConfig& config) {
+sdk::Task<json> ocr_gemini(const sdk::Payload& input, const sdk::Context& ctx, const GeminiOcrConfig& config) {
   const sdk::Attachment& image = request_image(input);
   std::string type = sniff_image_type(*image.data);
   if (type.empty()) throw StageError(PL_ERR_INVALID_INPUT, "the uploaded file '" + image.name + "' is not a PNG, JPEG, WebP or GIF image");
   std::vector<std::string> texts;
-  run_requests(
+  co_await run_requests(
       ctx, 1, Schedule::Serial,
       [&](std::size_t) { return with_timeout(gemini_ocr_request(config.provider, config.model, {{type, image.data}}), config.timeout_ms); },
       [&](std::size_t, const sdk::HttpResponse& r) { texts = gemini_ocr_result(r, 1); });
-  return {{"lines", clean_lines(texts.at(0))}};
+  co_return json{{"lines", clean_lines(texts.at(0))}};
 }
 
 // ---- stage 2 ---------------------------------------------------------------------------------
@@ -352,14 +352,14 @@ json merge_categories(const std::vector<std::string>& lines, const std::vector<j
   return {{"categories", std::move(out)}};
 }
 
-json categorize(const json& input, const sdk::Context& ctx, const CategorizeConfig& config, Schedule schedule) {
+sdk::Task<json> categorize(const json& input, const sdk::Context& ctx, const CategorizeConfig& config, Schedule schedule) {
   const json& raw = require_array(input, "lines", "categorize");
   std::vector<std::string> lines;
   for (const json& l : raw) {
     if (!l.is_string()) throw StageError(PL_ERR_INVALID_INPUT, "categorize: 'lines' must hold strings");
     lines.push_back(l.get<std::string>());
   }
-  if (lines.empty()) return {{"categories", json::array()}};
+  if (lines.empty()) co_return json{{"categories", json::array()}};
 
   std::vector<std::vector<std::size_t>> chunks;
   if (schedule == Schedule::Serial) {
@@ -371,7 +371,7 @@ json categorize(const json& input, const sdk::Context& ctx, const CategorizeConf
   }
 
   std::vector<json> answers(chunks.size());
-  run_requests(
+  co_await run_requests(
       ctx, chunks.size(), schedule,
       [&](std::size_t i) {
         json user_lines = json::array();
@@ -397,7 +397,7 @@ json categorize(const json& input, const sdk::Context& ctx, const CategorizeConf
   std::vector<std::string> warnings;
   json merged = merge_categories(lines, answers, &warnings);
   for (const auto& w : warnings) ctx.log(PL_LOG_WARN, "categorize: " + w);
-  return merged;
+  co_return merged;
 }
 
 // ---- stage 3 ---------------------------------------------------------------------------------
@@ -415,7 +415,7 @@ TranslateConfig TranslateConfig::from(const json& config, std::string_view plugi
   return c;
 }
 
-json translate(const json& input, const sdk::Context& ctx, const TranslateConfig& config, Schedule schedule) {
+sdk::Task<json> translate(const json& input, const sdk::Context& ctx, const TranslateConfig& config, Schedule schedule) {
   const json& categories = require_array(input, "categories", "translate");
   // Per category: its name, then its items' names.
   std::vector<std::vector<std::string>> texts;
@@ -429,7 +429,7 @@ json translate(const json& input, const sdk::Context& ctx, const TranslateConfig
 
   if (!config.provider.empty()) {
     std::vector<std::string> errors(texts.size());
-    run_requests(
+    co_await run_requests(
         ctx, texts.size(), schedule,
         [&](std::size_t i) { return with_timeout(translate_request(config.provider, texts[i], config.target), config.timeout_ms); },
         [&](std::size_t i, const sdk::HttpResponse& r) {
@@ -451,7 +451,7 @@ json translate(const json& input, const sdk::Context& ctx, const TranslateConfig
     for (std::size_t i = 0; i < texts.size(); ++i) failed.push_back(i);
   }
 
-  run_requests(
+  co_await run_requests(
       ctx, failed.size(), schedule,
       [&](std::size_t k) {
         const auto& t = texts[failed[k]];
@@ -484,7 +484,7 @@ json translate(const json& input, const sdk::Context& ctx, const TranslateConfig
     }
     out.push_back({{"name", c.value("name", "")}, {"translation", translated[i][0]}, {"items", std::move(items)}});
   }
-  return {{"categories", std::move(out)}};
+  co_return json{{"categories", std::move(out)}};
 }
 
 // ---- stage 4 ---------------------------------------------------------------------------------
@@ -507,7 +507,7 @@ std::size_t describe_chunk_size(std::size_t items, const DescribeConfig& config,
   return std::max<std::size_t>(1, (items + config.max_in_flight - 1) / config.max_in_flight);
 }
 
-json describe(const json& input, const sdk::Context& ctx, const DescribeConfig& config, Schedule schedule) {
+sdk::Task<json> describe(const json& input, const sdk::Context& ctx, const DescribeConfig& config, Schedule schedule) {
   json out = input;
   json& categories = out["categories"];
   if (!categories.is_array()) throw StageError(PL_ERR_INVALID_INPUT, "describe: input has no 'categories' array");
@@ -525,7 +525,7 @@ json describe(const json& input, const sdk::Context& ctx, const DescribeConfig& 
     for (std::size_t id = k * size; id < std::min(refs.size(), (k + 1) * size); ++id) ids.push_back(static_cast<long long>(id));
     return ids;
   };
-  run_requests(
+  co_await run_requests(
       ctx, chunks, schedule,
       [&](std::size_t k) {
         json items = json::array();
@@ -562,7 +562,7 @@ json describe(const json& input, const sdk::Context& ctx, const DescribeConfig& 
           ctx.emit(emitted);
         }
       });
-  return out;
+  co_return out;
 }
 
 // ---- stage 5 ---------------------------------------------------------------------------------
@@ -609,41 +609,48 @@ json assemble_categories(const std::vector<json>& items) {
   return {{"categories", std::move(categories)}};
 }
 
-json images(const sdk::Context& ctx, const ImagesConfig& config, Schedule schedule) {
+sdk::Task<json> images(const sdk::Context& ctx, const ImagesConfig& config, Schedule schedule) {
   std::vector<json> items;
-  auto make = [&](std::size_t i) {
-    const json& item = items[i];
+  auto make = [&](const json& item) {
     std::string description = item.value("description", "");
     if (description.size() > 400) description.resize(400);  // bytes; the model does not mind a cut character
     std::string prompt = "A realistic, appetising photo of " + item.value("translation", "") + " (" +
                          item.value("original", "") + ")" + (description.empty() ? "" : ", " + description);
     return with_timeout(image_request(config.provider, config.model, prompt, config.size), config.timeout_ms);
   };
+  // Written by the handler only (never `items`, which grows meanwhile), read after the last response.
+  std::map<std::size_t, std::pair<std::string, std::string>> results;  // index -> image_url, image_error
   auto handle = [&](std::size_t i, const sdk::HttpResponse& r) {
     try {
-      items[i]["image_url"] = image_result(r);
+      results[i].first = image_result(r);
     } catch (const StageError& e) {
-      items[i]["image_error"] = std::string(e.error_class()) + ": " + e.what();
+      results[i].second = std::string(e.error_class()) + ": " + e.what();
       ctx.log(PL_LOG_WARN, "images: item " + std::to_string(i) + ": " + e.what());
     }
   };
 
-  sdk::Payload item;
   if (schedule == Schedule::Serial) {
-    while (ctx.next_item(item)) items.push_back(std::move(item.json));
-    run_requests(ctx, items.size(), Schedule::Serial, make, handle, 0);
+    for (;;) {
+      std::optional<sdk::Payload> item = co_await ctx.next_item_async();
+      if (!item) break;
+      items.push_back(std::move(item->json));
+    }
+    co_await run_requests(ctx, items.size(), Schedule::Serial, [&](std::size_t i) { return make(items[i]); }, handle, 0);
   } else {
-    RequestBatch batch(ctx);
-    while (ctx.next_item(item)) {
-      items.push_back(std::move(item.json));
-      batch.submit(items.size() - 1, make(items.size() - 1));
+    sdk::RequestSet set(ctx, handle);
+    for (;;) {
+      std::optional<sdk::Payload> item = co_await ctx.next_item_async();
+      if (!item) break;
+      items.push_back(std::move(item->json));
+      set.submit(items.size() - 1, make(items.back()));
     }
-    while (batch.in_flight() > 0) {
-      auto [i, r] = batch.next();
-      handle(i, r);
-    }
+    co_await set.finished();
   }
-  return assemble_categories(items);
+  for (auto& [i, result] : results) {
+    if (result.second.empty()) items[i]["image_url"] = result.first;
+    else items[i]["image_error"] = result.second;
+  }
+  co_return assemble_categories(items);
 }
 
 }  // namespace pipelined::plugins::menu

@@ -40,7 +40,7 @@ struct GeminiOcrConfig {
   static GeminiOcrConfig from(const json& config, std::string_view plugin);
 };
 // {"lines": [...]} of the request's first image attachment.
-json ocr_gemini(const sdk::Payload& input, const sdk::Context& ctx, const GeminiOcrConfig& config);
+sdk::Task<json> ocr_gemini(const sdk::Payload& input, const sdk::Context& ctx, const GeminiOcrConfig& config);
 // The request's image: its first attachment; StageError("invalid_input") when there is none.
 const sdk::Attachment& request_image(const sdk::Payload& input);
 
@@ -64,7 +64,7 @@ std::vector<std::vector<std::size_t>> chunk_lines(const std::vector<std::string>
 // `warnings` receives one message per repaired defect.
 json merge_categories(const std::vector<std::string>& lines, const std::vector<json>& answers,
                       std::vector<std::string>* warnings = nullptr);
-json categorize(const json& input, const sdk::Context& ctx, const CategorizeConfig& config, Schedule schedule);
+sdk::Task<json> categorize(const json& input, const sdk::Context& ctx, const CategorizeConfig& config, Schedule schedule);
 
 // ---- stage 3: translate ----------------------------------------------------------------------
 
@@ -78,7 +78,7 @@ struct TranslateConfig {
 };
 // Serial: one category after another; Parallel: all categories at once. Google Translate first;
 // the categories whose call failed are translated through the chat API.
-json translate(const json& input, const sdk::Context& ctx, const TranslateConfig& config, Schedule schedule);
+sdk::Task<json> translate(const json& input, const sdk::Context& ctx, const TranslateConfig& config, Schedule schedule);
 
 // ---- stage 4: describe -----------------------------------------------------------------------
 
@@ -94,7 +94,7 @@ struct DescribeConfig {
 std::size_t describe_chunk_size(std::size_t items, const DescribeConfig& config, Schedule schedule);
 // Emits one item per menu item as soon as its chunk's answer arrives; returns the translate output
 // with a description on every item.
-json describe(const json& input, const sdk::Context& ctx, const DescribeConfig& config, Schedule schedule);
+sdk::Task<json> describe(const json& input, const sdk::Context& ctx, const DescribeConfig& config, Schedule schedule);
 
 // ---- stage 5: images (input: stream) ---------------------------------------------------------
 
@@ -107,7 +107,7 @@ struct ImagesConfig {
 };
 // Serial: reads every item, then generates the images one by one; Parallel: starts each item's
 // image as it arrives. Final {"categories": [...]} in the order of stage 2.
-json images(const sdk::Context& ctx, const ImagesConfig& config, Schedule schedule);
+sdk::Task<json> images(const sdk::Context& ctx, const ImagesConfig& config, Schedule schedule);
 // Groups emitted items by category_index / item_index into the final categories.
 json assemble_categories(const std::vector<json>& items);
 

@@ -1,10 +1,6 @@
 #include "providers.h"
 
 #include <algorithm>
-#include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
 #include <stdexcept>
 
 namespace pipelined::plugins {
@@ -294,99 +290,29 @@ std::string sniff_image_type(std::string_view b) {
 
 // ---- scheduling ------------------------------------------------------------------------------
 
-struct RequestBatch::State {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::pair<std::size_t, HttpResponse>> done;
-};
-
-RequestBatch::RequestBatch(const sdk::Context& ctx) : ctx_(ctx), state_(std::make_shared<State>()) {}
-RequestBatch::~RequestBatch() = default;
-
-void RequestBatch::submit(std::size_t tag, const HttpRequest& request) {
-  // Same marshalling as sdk::Context::http, with a completion queue in place of one future per
-  // request, so the waiting thread learns which request finished first.
-  struct Pending {
-    std::shared_ptr<State> state;
-    std::size_t tag;
-  };
-  std::vector<pl_http_header> headers;
-  headers.reserve(request.headers.size());
-  for (const auto& [k, v] : request.headers) headers.push_back({k.c_str(), v.c_str()});
-  pl_http_request req{request.provider.empty() ? nullptr : request.provider.c_str(),
-                      request.method.c_str(),
-                      request.path.c_str(),
-                      headers.data(),
-                      headers.size(),
-                      request.body.data(),
-                      request.body.size(),
-                      request.timeout_ms};
-  auto callback = [](void* user, const pl_http_response* r) {
-    std::unique_ptr<Pending> pending(static_cast<Pending*>(user));
-    HttpResponse out;
-    out.status = r->status;
-    if (r->body) out.body.assign(r->body, r->body_size);
-    if (r->error_class) out.error_class = r->error_class;
-    if (r->error) out.error = r->error;
-    out.attempts = r->attempts;
-    {
-      std::lock_guard<std::mutex> lock(pending->state->mu);
-      pending->state->done.emplace_back(pending->tag, std::move(out));
-    }
-    pending->state->cv.notify_one();
-  };
-  auto pending = std::make_unique<Pending>(Pending{state_, tag});
-  ++in_flight_;
-  if (ctx_.host()->http_send(ctx_.raw(), &req, callback, pending.get()) == PL_OK) {
-    pending.release();  // owned by the callback now
-    return;
-  }
-  HttpResponse out;
-  out.error_class = PL_ERR_INTERNAL;
-  out.error = "no outbound HTTP client is configured in this daemon";
-  std::lock_guard<std::mutex> lock(state_->mu);
-  state_->done.emplace_back(tag, std::move(out));
-}
-
-std::pair<std::size_t, HttpResponse> RequestBatch::next() {
-  if (in_flight_ == 0) throw std::logic_error("RequestBatch::next with nothing in flight");
-  std::unique_lock<std::mutex> lock(state_->mu);
-  // The outbound client ends every request by its deadline; the slices only notice a cancelled
-  // run (client gone, daemon draining) sooner.
-  while (state_->done.empty()) {
-    if (ctx_.cancelled()) throw StageError(PL_ERR_TIMEOUT, "request cancelled or past its deadline");
-    state_->cv.wait_for(lock, std::chrono::milliseconds(50));
-  }
-  auto item = std::move(state_->done.front());
-  state_->done.pop_front();
-  --in_flight_;
-  return item;
-}
-
-void run_requests(const sdk::Context& ctx, std::size_t n, Schedule schedule,
-                  const std::function<HttpRequest(std::size_t)>& make,
-                  const std::function<void(std::size_t, const HttpResponse&)>& handle, int malformed_retries) {
-  if (n == 0) return;
-  const std::size_t window = schedule == Schedule::Serial ? 1 : n;
-  RequestBatch batch(ctx);
+sdk::Task<> run_requests(const sdk::Context& ctx, std::size_t n, Schedule schedule, std::function<HttpRequest(std::size_t)> make,
+                         std::function<void(std::size_t, const HttpResponse&)> handle, int malformed_retries) {
+  if (n == 0) co_return;
+  const std::size_t first = schedule == Schedule::Serial ? 1 : n;
   std::vector<int> retries_left(n, malformed_retries);
-  std::size_t next_index = 0, finished = 0;
-  while (finished < n) {
-    while (next_index < n && batch.in_flight() < window) {
-      batch.submit(next_index, make(next_index));
-      ++next_index;
-    }
-    auto [i, response] = batch.next();
+  std::size_t next_index = first;  // touched by the handler only, after this
+  sdk::RequestSet set(ctx, [&](std::size_t i, const HttpResponse& response) {
     try {
       handle(i, response);
-      ++finished;
     } catch (const StageError& e) {
       if (e.error_class() != PL_ERR_MALFORMED || retries_left[i] <= 0) throw;
       --retries_left[i];
       ctx.log(PL_LOG_WARN, std::string(e.what()) + "; asking again");
-      batch.submit(i, make(i));
+      set.submit(i, make(i));
+      return;
     }
-  }
+    if (next_index < n) {
+      set.submit(next_index, make(next_index));
+      ++next_index;
+    }
+  });
+  for (std::size_t i = 0; i < first; ++i) set.submit(i, make(i));
+  co_await set.finished();
 }
 
 }  // namespace pipelined::plugins

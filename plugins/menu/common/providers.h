@@ -1,8 +1,8 @@
 // Provider protocols the reference plugins speak, over the host's outbound HTTP service:
 // OpenAI chat completions with JSON-schema output and image generation, Google Cloud Translation v2,
 // Gemini generateContent with inline images. Request builders and response parsers are pure
-// functions; RequestBatch schedules requests with a window (1 = one after another) and hands each
-// response back in completion order, keeping one thread parked however many are in flight.
+// functions; run_requests schedules requests with a window (1 = one after another) and hands each
+// response to a handler as it arrives, with no thread waiting meanwhile.
 // Shapes and schemas: docs/pipelines.md.
 #pragma once
 
@@ -96,37 +96,14 @@ std::string sniff_image_type(std::string_view bytes);
 
 // ---- scheduling ------------------------------------------------------------------------------
 
-// A set of outbound requests of one stage run. Responses are handed back in completion order.
-// The host's callbacks keep the shared state alive, so the batch may go away with requests still
-// in flight (a cancelled run does not wait for them).
-class RequestBatch {
- public:
-  explicit RequestBatch(const sdk::Context& ctx);
-  ~RequestBatch();
-  RequestBatch(const RequestBatch&) = delete;
-  RequestBatch& operator=(const RequestBatch&) = delete;
-
-  void submit(std::size_t tag, const sdk::HttpRequest& request);
-  std::size_t in_flight() const { return in_flight_; }
-  // Blocks until a submitted request completes. Throws StageError("timeout") when the run is
-  // cancelled or past its deadline meanwhile.
-  std::pair<std::size_t, sdk::HttpResponse> next();
-
- private:
-  struct State;
-  const sdk::Context& ctx_;
-  std::shared_ptr<State> state_;
-  std::size_t in_flight_ = 0;
-};
-
 // Runs requests 0..n-1 with at most `window` in flight (Serial: 1, one after another; Parallel: all
-// at once, the outbound client's per-provider limits still apply) and calls handle(i, response) on
-// this thread as each completes. A handler that throws StageError "malformed" gets the request sent
-// again, up to `malformed_retries` times per request (a model answering with broken JSON usually
+// at once, the outbound client's per-provider limits still apply) and calls handle(i, response) as
+// each completes, one call at a time, on a pool thread; no thread waits in between. make may be
+// called from two threads at once. A handler that throws StageError "malformed" gets the request
+// sent again, up to `malformed_retries` times per request (a model answering with broken JSON usually
 // answers properly the next time); any other exception ends the run and propagates.
-void run_requests(const sdk::Context& ctx, std::size_t n, Schedule schedule,
-                  const std::function<sdk::HttpRequest(std::size_t)>& make,
-                  const std::function<void(std::size_t, const sdk::HttpResponse&)>& handle,
-                  int malformed_retries = 1);
+sdk::Task<> run_requests(const sdk::Context& ctx, std::size_t n, Schedule schedule,
+                         std::function<sdk::HttpRequest(std::size_t)> make,
+                         std::function<void(std::size_t, const sdk::HttpResponse&)> handle, int malformed_retries = 1);
 
 }  // namespace pipelined::plugins

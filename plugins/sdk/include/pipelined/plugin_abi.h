@@ -27,6 +27,8 @@ extern "C" {
 #define PL_END 2         /* next_item: the input stream is finished */
 #define PL_CANCELLED 3   /* the request was cancelled or its deadline passed */
 #define PL_FULL 4        /* submit refused: pool queue is full */
+#define PL_PENDING 5     /* run: the stage goes on asynchronously and ends with host->complete;
+                          * poll_item: nothing yet, wake() will be called */
 
 /* Error classes a plugin reports through set_error. Free text is allowed; these are the ones the
  * rollout guardrails and reports group by. */
@@ -124,6 +126,23 @@ typedef struct pl_host_services {
    * or PL_ERROR when no HTTP client is configured (the callback will not run). */
   int (*http_send)(pl_run_context* ctx, const pl_http_request* request, pl_http_callback callback,
                    void* user);
+
+  /* Asynchronous runs: a stage that waits on the network returns from run() instead of parking a
+   * pool thread. Present when the host's struct_size covers them; a plugin that needs them
+   * fails create() on an older host.
+   *
+   * run() returns PL_PENDING to say it goes on after returning; it then calls complete(ctx, PL_OK
+   * after set_output, or PL_ERROR after set_error) exactly once, from any thread. ctx and the other
+   * services stay usable until complete returns, also when the host has stopped waiting for the run
+   * (deadline or cancellation: is_cancelled says so and the run should end soon). */
+  void (*complete)(pl_run_context* ctx, int status);
+  /* Runs fn(arg) on the worker pool, charged to the run's memory account: where a callback from
+   * the I/O thread or from wake hands its work. */
+  int (*post)(pl_run_context* ctx, void (*fn)(void* arg), void* arg);
+  /* next_item without blocking: PL_OK (*item valid until the next call), PL_END, PL_CANCELLED, or
+   * PL_PENDING: nothing yet, and wake(user) will be called once, on another thread, when the stream
+   * has changed (an item, its end, or the run's cancellation); poll again then. */
+  int (*poll_item)(pl_run_context* ctx, pl_payload* item, void (*wake)(void* user), void* user);
 } pl_host_services;
 
 typedef struct pl_error {

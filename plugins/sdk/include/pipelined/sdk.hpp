@@ -1,11 +1,21 @@
 // pipelined plugin SDK: the only header a stage plugin author includes.
 //
+// A stage that computes derives from Stage; its run() holds a pool thread until it returns:
+//
 //   class Ocr : public pipelined::sdk::Stage {
 //    public:
 //     explicit Ocr(const nlohmann::json& config);
 //     pipelined::sdk::Payload run(const pipelined::sdk::Payload& input, pipelined::sdk::Context& ctx) override;
 //   };
 //   PIPELINED_PLUGIN(Ocr, "menu_ocr_tesseract", "1.0.0", "ocr", "serial")
+//
+// A stage that waits on providers derives from AsyncStage; its run() is a coroutine that holds no
+// thread while it waits (co_await on RequestSet::finished, Context::next_item_async or another Task):
+//
+//   class Describe : public pipelined::sdk::AsyncStage {
+//     pipelined::sdk::Task<pipelined::sdk::Payload> run(const pipelined::sdk::Payload& input,
+//                                                       pipelined::sdk::Context& ctx) override;
+//   };
 //
 // Header-only sugar over plugin_abi.h. Exceptions never cross the boundary: anything thrown from the
 // constructor or run() becomes an error result (StageError keeps its class, others are "internal").
@@ -16,16 +26,20 @@
 #include <nlohmann/json.hpp>
 
 #include <condition_variable>
+#include <coroutine>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <functional>
-#include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -111,6 +125,120 @@ struct CPayload {
 
 }  // namespace detail
 
+
+// ---- coroutines --------------------------------------------------------------------------------
+
+// The result of a coroutine, started when first awaited (lazily, so no completion can race the
+// awaiter) and awaited once. The awaiting coroutine resumes on whatever thread the task ends on.
+template <class T = void>
+class [[nodiscard]] Task;
+
+namespace detail {
+
+struct TaskPromiseBase {
+  std::coroutine_handle<> continuation;
+  std::exception_ptr error;
+
+  std::suspend_always initial_suspend() noexcept { return {}; }
+  struct FinalAwaiter {
+    bool await_ready() noexcept { return false; }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+      std::coroutine_handle<> next = h.promise().continuation;
+      return next ? next : std::noop_coroutine();
+    }
+    void await_resume() noexcept {}
+  };
+  FinalAwaiter final_suspend() noexcept { return {}; }
+  void unhandled_exception() noexcept { error = std::current_exception(); }
+};
+
+template <class T>
+struct TaskPromise : TaskPromiseBase {
+  std::optional<T> value;
+  template <class U>
+  void return_value(U&& v) {
+    value.emplace(std::forward<U>(v));
+  }
+  T take() {
+    if (error) std::rethrow_exception(error);
+    return std::move(*value);
+  }
+};
+
+template <>
+struct TaskPromise<void> : TaskPromiseBase {
+  void return_void() noexcept {}
+  void take() {
+    if (error) std::rethrow_exception(error);
+  }
+};
+
+// A coroutine nobody awaits: it runs until its end and frees itself.
+struct Detached {
+  struct promise_type {
+    Detached get_return_object() noexcept { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }  // callers catch everything
+  };
+};
+
+}  // namespace detail
+
+template <class T>
+class [[nodiscard]] Task {
+ public:
+  struct promise_type : detail::TaskPromise<T> {
+    Task get_return_object() { return Task(std::coroutine_handle<promise_type>::from_promise(*this)); }
+  };
+
+  Task(Task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  Task& operator=(Task&&) = delete;
+  ~Task() {
+    if (handle_) handle_.destroy();
+  }
+
+  bool await_ready() const noexcept { return false; }
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
+    handle_.promise().continuation = awaiting;
+    return handle_;  // start the task; it resumes `awaiting` when it ends
+  }
+  T await_resume() { return handle_.promise().take(); }
+
+ private:
+  explicit Task(std::coroutine_handle<promise_type> h) : handle_(h) {}
+  std::coroutine_handle<promise_type> handle_;
+};
+
+namespace detail {
+// Runs `task` to its end and calls done(result, error) on the thread it ends on.
+template <class T, class Done>
+Detached start(Task<T> task, Done done) {
+  try {
+    if constexpr (std::is_void_v<T>) {
+      co_await std::move(task);
+      done(nullptr);
+    } else {
+      T value = co_await std::move(task);
+      done(std::optional<T>(std::move(value)), nullptr);
+    }
+    co_return;
+  } catch (...) {
+    if constexpr (std::is_void_v<T>) done(std::current_exception());
+    else done(std::optional<T>(), std::current_exception());
+  }
+}
+
+inline void resume_handle(void* address) { std::coroutine_handle<>::from_address(address).resume(); }
+
+// Whether the host has the services of asynchronous runs (complete, post, poll_item).
+inline bool host_runs_async(const pl_host_services* host) {
+  return host->struct_size >= offsetof(pl_host_services, poll_item) + sizeof(host->poll_item);
+}
+}  // namespace detail
+
 // One stage run of one request: deadline, cancellation, streaming, the worker pool, outbound HTTP.
 class Context {
  public:
@@ -169,11 +297,81 @@ class Context {
     if (error) std::rethrow_exception(error);
   }
 
-  // Starts an HTTP request through the host's client; the future is ready when it completes.
-  // Waiting on several futures keeps one thread parked, not one per request.
-  std::future<HttpResponse> http(const HttpRequest& request) const {
-    auto promise = std::make_unique<std::promise<HttpResponse>>();
-    auto future = promise->get_future();
+  // The next item of the upstream stream without holding a thread while none is there; nullopt at
+  // the end of the stream. Throws when the run is cancelled. Needs an asynchronous host.
+  Task<std::optional<Payload>> next_item_async() const {
+    for (;;) {
+      PollItem poll{this};
+      const bool answered = co_await poll;
+      if (answered) {
+        if (poll.rc == PL_END) co_return std::nullopt;
+        if (poll.rc != PL_OK) throw StageError(PL_ERR_TIMEOUT, "request cancelled while waiting for input items");
+        co_return detail::from_c(poll.item);
+      }
+      // Woken: the stream changed; poll again.
+    }
+  }
+
+  // Runs fn(arg) on the worker pool (where work continues after a callback from the host).
+  void post(void (*fn)(void*), void* arg) const { host_->post(ctx_, fn, arg); }
+
+  const pl_host_services* host() const { return host_; }
+  pl_run_context* raw() const { return ctx_; }
+
+ private:
+  // co_await yields true with rc/item set when the host answered at once, false after a wake.
+  struct PollItem {
+    const Context* self;
+    int rc = PL_PENDING;
+    pl_payload item{};
+    std::coroutine_handle<> handle;
+
+    bool await_ready() const noexcept { return false; }
+    bool await_suspend(std::coroutine_handle<> h) {
+      handle = h;
+      auto wake = [](void* user) {
+        auto* poll = static_cast<PollItem*>(user);
+        poll->self->post(&detail::resume_handle, poll->handle.address());
+      };
+      pl_payload item_now{};
+      const int now = self->host_->poll_item(self->ctx_, &item_now, wake, this);
+      if (now == PL_PENDING) return true;  // `this` may be resumed and gone from here on
+      rc = now;
+      item = item_now;
+      return false;
+    }
+    bool await_resume() const noexcept { return rc != PL_PENDING; }
+  };
+
+  const pl_host_services* host_;
+  pl_run_context* ctx_;
+};
+
+// Outbound requests of one stage run, handled as they complete without a thread waiting for them.
+// handle(tag, response) runs on a pool thread, one call at a time, in completion order; it may
+// submit more. finished() resumes the awaiting coroutine when nothing is in flight, or as soon as a
+// handler throws (the exception is rethrown there; responses still to come are dropped) or the run
+// is cancelled. Callbacks hold the shared state, so the set may go away with requests in flight.
+class RequestSet {
+ public:
+  using Handler = std::function<void(std::size_t tag, const HttpResponse& response)>;
+
+  RequestSet(const Context& ctx, Handler handle) : state_(std::make_shared<State>(ctx, std::move(handle))) {}
+  ~RequestSet() {
+    // The handler refers to its creator's locals: no call may run or start after this.
+    std::unique_lock<std::mutex> lock(state_->mu);
+    state_->stopped = true;
+    state_->idle.wait(lock, [&] { return !state_->draining; });
+  }
+  RequestSet(const RequestSet&) = delete;
+  RequestSet& operator=(const RequestSet&) = delete;
+
+  // Thread-safe; also from the handler.
+  void submit(std::size_t tag, const HttpRequest& request) {
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      ++state_->in_flight;
+    }
     std::vector<pl_http_header> headers;
     headers.reserve(request.headers.size());
     for (const auto& [k, v] : request.headers) headers.push_back({k.c_str(), v.c_str()});
@@ -185,57 +383,142 @@ class Context {
                         request.body.data(),
                         request.body.size(),
                         request.timeout_ms};
+    struct Pending {
+      std::shared_ptr<State> state;
+      std::size_t tag;
+    };
     auto callback = [](void* user, const pl_http_response* r) {
-      std::unique_ptr<std::promise<HttpResponse>> p(static_cast<std::promise<HttpResponse>*>(user));
+      std::unique_ptr<Pending> pending(static_cast<Pending*>(user));
       HttpResponse out;
       out.status = r->status;
       if (r->body) out.body.assign(r->body, r->body_size);
       if (r->error_class) out.error_class = r->error_class;
       if (r->error) out.error = r->error;
       out.attempts = r->attempts;
-      p->set_value(std::move(out));
+      State::deliver(pending->state, pending->tag, std::move(out));
     };
-    if (host_->http_send(ctx_, &req, callback, promise.get()) == PL_OK) {
-      promise.release();  // owned by the callback now
-    } else {
-      HttpResponse out;
-      out.error_class = PL_ERR_INTERNAL;
-      out.error = "no outbound HTTP client is configured in this daemon";
-      promise->set_value(std::move(out));
+    auto pending = std::make_unique<Pending>(Pending{state_, tag});
+    const Context& ctx = state_->ctx;
+    if (ctx.host()->http_send(ctx.raw(), &req, callback, pending.get()) == PL_OK) {
+      pending.release();  // owned by the callback now
+      return;
     }
-    return future;
+    HttpResponse out;
+    out.error_class = PL_ERR_INTERNAL;
+    out.error = "no outbound HTTP client is configured in this daemon";
+    State::deliver(state_, tag, std::move(out));
   }
 
-  // http() and wait; throws StageError with the response's class when it did not succeed.
-  HttpResponse http_ok(const HttpRequest& request) const {
-    HttpResponse r = http(request).get();
-    if (!r.ok()) {
-      std::string cls = r.error_class.empty() ? PL_ERR_UPSTREAM : r.error_class;
-      throw StageError(cls, request.path + ": " + (r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error));
-    }
-    return r;
+  // co_await set.finished(): see the class comment.
+  auto finished() {
+    struct Awaiter {
+      std::shared_ptr<State> state;
+      bool await_ready() {
+        std::lock_guard<std::mutex> lock(state->mu);
+        return state->done_locked();
+      }
+      bool await_suspend(std::coroutine_handle<> h) {
+        std::lock_guard<std::mutex> lock(state->mu);
+        if (state->done_locked()) return false;
+        state->waiter = h;
+        return true;
+      }
+      void await_resume() {
+        std::lock_guard<std::mutex> lock(state->mu);
+        if (state->error) std::rethrow_exception(state->error);
+      }
+    };
+    return Awaiter{state_};
   }
-
-  const pl_host_services* host() const { return host_; }
-  pl_run_context* raw() const { return ctx_; }
 
  private:
-  const pl_host_services* host_;
-  pl_run_context* ctx_;
+  struct State {
+    State(const Context& c, Handler h) : ctx(c), handle(std::move(h)) {}
+    const Context ctx;  // a copy: two pointers
+    Handler handle;
+    std::mutex mu;
+    std::condition_variable idle;  // draining became false
+    std::deque<std::pair<std::size_t, HttpResponse>> done;
+    std::size_t in_flight = 0;  // submitted and not yet handled
+    bool draining = false;      // a pool task is calling the handler
+    bool stopped = false;       // a handler threw, the run was cancelled, or the set is gone
+    std::exception_ptr error;
+    std::coroutine_handle<> waiter;
+
+    bool done_locked() const { return stopped || (in_flight == 0 && !draining); }
+
+    // A response arrived (any thread): queue it; start a drain on the pool unless one runs.
+    static void deliver(const std::shared_ptr<State>& self, std::size_t tag, HttpResponse response) {
+      std::lock_guard<std::mutex> lock(self->mu);
+      if (self->stopped) return;
+      self->done.emplace_back(tag, std::move(response));
+      if (self->draining) return;
+      self->draining = true;
+      auto* keep = new std::shared_ptr<State>(self);
+      self->ctx.post([](void* arg) {
+        std::unique_ptr<std::shared_ptr<State>> state(static_cast<std::shared_ptr<State>*>(arg));
+        drain(*state);
+      }, keep);
+    }
+
+    static void drain(const std::shared_ptr<State>& self) {
+      std::unique_lock<std::mutex> lock(self->mu);
+      while (!self->stopped && !self->done.empty()) {
+        auto [tag, response] = std::move(self->done.front());
+        self->done.pop_front();
+        if (self->ctx.cancelled()) {
+          self->error = std::make_exception_ptr(StageError(PL_ERR_TIMEOUT, "request cancelled or past its deadline"));
+          self->stopped = true;
+          break;
+        }
+        lock.unlock();
+        std::exception_ptr error;
+        try {
+          self->handle(tag, response);
+        } catch (...) {
+          error = std::current_exception();
+        }
+        lock.lock();
+        --self->in_flight;
+        if (error && !self->error) {
+          self->error = error;
+          self->stopped = true;
+        }
+      }
+      self->draining = false;
+      self->idle.notify_all();
+      if (self->waiter && self->done_locked()) {
+        std::coroutine_handle<> waiter = std::exchange(self->waiter, {});
+        lock.unlock();
+        self->ctx.post(&detail::resume_handle, waiter.address());
+      }
+    }
+  };
+
+  std::shared_ptr<State> state_;
 };
 
-// Base class of a stage implementation. One instance serves concurrent runs: keep run() free of
-// unsynchronised mutable state.
+// Base class of a stage implementation that computes. One instance serves concurrent runs: keep
+// run() free of unsynchronised mutable state.
 class Stage {
  public:
   virtual ~Stage() = default;
   virtual Payload run(const Payload& input, Context& ctx) = 0;
 };
 
+// Base class of a stage implementation that waits on providers or on its input stream: run() is a
+// coroutine, and no thread is held while it waits. `input` and `ctx` live until the task ends.
+class AsyncStage {
+ public:
+  virtual ~AsyncStage() = default;
+  virtual Task<Payload> run(const Payload& input, Context& ctx) = 0;
+};
+
 namespace detail {
 
 struct Instance {
-  std::unique_ptr<Stage> stage;
+  std::unique_ptr<Stage> stage;            // one of the two is set
+  std::unique_ptr<AsyncStage> async_stage;
   const pl_host_services* host;
 };
 
@@ -250,7 +533,15 @@ void* create(const char* config_json, size_t config_size, const pl_host_services
   try {
     nlohmann::json config = config_size > 0 ? nlohmann::json::parse(config_json, config_json + config_size)
                                             : nlohmann::json::object();
-    return new Instance{std::make_unique<StageT>(config), host};
+    if constexpr (std::is_base_of_v<AsyncStage, StageT>) {
+      if (!host_runs_async(host)) {
+        copy_message(err, "this plugin runs asynchronously and the host has no asynchronous runs (complete/post/poll_item)");
+        return nullptr;
+      }
+      return new Instance{nullptr, std::make_unique<StageT>(config), host};
+    } else {
+      return new Instance{std::make_unique<StageT>(config), nullptr, host};
+    }
   } catch (const std::exception& e) {
     copy_message(err, e.what());
   } catch (...) {
@@ -259,24 +550,57 @@ void* create(const char* config_json, size_t config_size, const pl_host_services
   return nullptr;
 }
 
-inline int run(void* instance, pl_run_context* ctx, const pl_payload* input) noexcept {
-  auto* self = static_cast<Instance*>(instance);
+// Records a stage's result or its exception through the host; returns PL_OK or PL_ERROR.
+inline int report(const pl_host_services* host, pl_run_context* ctx, const Payload* output, std::exception_ptr error) noexcept {
   try {
-    Context context(self->host, ctx);
-    Payload in = from_c(*input);
-    Payload out = self->stage->run(in, context);
-    CPayload c(out);
-    return self->host->set_output(ctx, &c.view);
+    if (!error) {
+      CPayload c(*output);
+      return host->set_output(ctx, &c.view);
+    }
+    std::rethrow_exception(error);
   } catch (const StageError& e) {
-    self->host->set_error(ctx, e.error_class().c_str(), e.what());
+    host->set_error(ctx, e.error_class().c_str(), e.what());
   } catch (const nlohmann::json::exception& e) {
-    self->host->set_error(ctx, PL_ERR_INVALID_INPUT, e.what());
+    host->set_error(ctx, PL_ERR_INVALID_INPUT, e.what());
   } catch (const std::exception& e) {
-    self->host->set_error(ctx, PL_ERR_INTERNAL, e.what());
+    host->set_error(ctx, PL_ERR_INTERNAL, e.what());
   } catch (...) {
-    self->host->set_error(ctx, PL_ERR_INTERNAL, "unknown exception in plugin");
+    host->set_error(ctx, PL_ERR_INTERNAL, "unknown exception in plugin");
   }
   return PL_ERROR;
+}
+
+// An asynchronous run: the frame owns the input and the context the stage's coroutine refers to.
+inline Detached run_async(Instance* self, pl_run_context* ctx, Payload input) {
+  Context context(self->host, ctx);
+  std::optional<Payload> output;
+  std::exception_ptr error;
+  try {
+    Payload result = co_await self->async_stage->run(input, context);
+    output = std::move(result);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  const int status = report(self->host, ctx, output ? &*output : nullptr, error);
+  self->host->complete(ctx, status);
+}
+
+inline int run(void* instance, pl_run_context* ctx, const pl_payload* input) noexcept {
+  auto* self = static_cast<Instance*>(instance);
+  std::optional<Payload> output;
+  std::exception_ptr error;
+  try {
+    Payload in = from_c(*input);
+    if (self->async_stage) {
+      run_async(self, ctx, std::move(in));  // runs to its first wait, then goes on from host callbacks
+      return PL_PENDING;
+    }
+    Context context(self->host, ctx);
+    output = self->stage->run(in, context);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  return report(self->host, ctx, output ? &*output : nullptr, error);
 }
 
 inline void destroy(void* instance) noexcept { delete static_cast<Instance*>(instance); }
