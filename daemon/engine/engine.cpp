@@ -323,15 +323,16 @@ void complete(pl_run_context* ctx, int status) {
   if (ctx->phase.compare_exchange_strong(expected, pl_run_context::Completed)) {
     // The stage's next steps (a fallback rerun, dependants, the reply) do not belong on the
     // plugin's thread, which may be the outbound I/O thread.
-    engine->submit(&ctx->request->account, [engine, ctx, status] { engine->finish_attempt(ctx, status); });
+    engine->submit(nullptr, [engine, ctx, status] { engine->finish_attempt(ctx, status); });
   } else {
     engine->release(ctx);  // abandoned: the engine went on without this run
   }
 }
 
 int post(pl_run_context* ctx, void (*fn)(void*), void* arg) {
-  // The plugin's code runs in fn: its library stays loaded until fn returns.
-  ctx->request->engine->submit(nullptr, [fn, arg, account = ctx->account, plugins = ctx->request->plugins] {
+  // The plugin's code runs in fn: its library (held by the request) stays loaded until fn returns,
+  // and so does the request's account, which the run's account charges too.
+  ctx->request->engine->submit(nullptr, [fn, arg, account = ctx->account, request = ctx->request] {
     memory::ScopedAccount scope(account.get());
     fn(arg);
   });
@@ -528,6 +529,7 @@ void Engine::Impl::finish_attempt(pl_run_context* ctx, int rc) {
     pending.erase(ctx);
   }
   const std::shared_ptr<RequestRun> run = ctx->request;
+  memory::ScopedAccount scope(&run->account);  // ends before `run` may free the account
   StageRun& stage = *ctx->stage;
   StageRecord& rec = stage.record;
   ctx->current_item.reset();
@@ -570,6 +572,7 @@ void Engine::Impl::finish_attempt(pl_run_context* ctx, int rc) {
 // releases it with complete(); until then nothing of ctx but its fixed fields is read here.
 void Engine::Impl::abandon(pl_run_context* ctx) {
   const std::shared_ptr<RequestRun> run = ctx->request;
+  memory::ScopedAccount scope(&run->account);  // ends before `run` may free the account
   StageRun& stage = *ctx->stage;
   StageRecord& rec = stage.record;
   stage.peak = std::max(stage.peak, ctx->account->peak_bytes());
@@ -625,7 +628,7 @@ void Engine::Impl::watch_pending() {
         it = pending.erase(it);
         spdlog::warn("[{}] {}/{}: run still pending at its deadline or cancellation; going on without it",
                      ctx->request->request.request_id, ctx->request->pipeline->name, ctx->stage->config->name);
-        submit(&ctx->request->account, [this, ctx] { abandon(ctx); });
+        submit(nullptr, [this, ctx] { abandon(ctx); });
       } else {
         ++it;
       }
