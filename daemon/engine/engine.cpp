@@ -126,6 +126,9 @@ struct pl_run_context {
   // Shared with the tasks post() runs under it, so it outlives the last of them.
   std::shared_ptr<pipelined::memory::MemoryAccount> account = std::make_shared<pipelined::memory::MemoryAccount>();
   std::atomic<int> phase{Running};
+  // Holders: the plugin until complete(), plus the engine's abandon() while it is queued or runs.
+  // The last release() frees the context.
+  std::atomic<int> holders{1};
   std::mutex mu;              // orders complete() against run() returning PL_PENDING
   bool run_returned = false;  // guarded by mu
   bool completed = false;     // guarded by mu: complete() was called ...
@@ -568,8 +571,8 @@ void Engine::Impl::finish_attempt(pl_run_context* ctx, int rc) {
   release(ctx);  // last: the engine's destructor waits for this
 }
 
-// The watchdog gave up on a pending run (deadline or cancellation). The plugin still holds ctx and
-// releases it with complete(); until then nothing of ctx but its fixed fields is read here.
+// The watchdog gave up on a pending run (deadline or cancellation). The plugin may still use ctx
+// until its complete(): only ctx's fixed fields and atomics are read here.
 void Engine::Impl::abandon(pl_run_context* ctx) {
   const std::shared_ptr<RequestRun> run = ctx->request;
   memory::ScopedAccount scope(&run->account);  // ends before `run` may free the account
@@ -583,6 +586,7 @@ void Engine::Impl::abandon(pl_run_context* ctx) {
   else rec.error_message = "request deadline passed";
   if (stage.stream_source != nullptr) stage.stream_source->emitted->wake_reader(ctx);
   attempt_ended(run, stage, false);
+  release(ctx);
 }
 
 void Engine::Impl::attempt_ended(const std::shared_ptr<RequestRun>& run, StageRun& stage, bool ok) {
@@ -607,6 +611,7 @@ void Engine::Impl::attempt_ended(const std::shared_ptr<RequestRun>& run, StageRu
 }
 
 void Engine::Impl::release(pl_run_context* ctx) {
+  if (--ctx->holders > 0) return;
   delete ctx;
   std::lock_guard lock(live_mu);
   if (--live_contexts == 0) live_cv.notify_all();
@@ -622,16 +627,23 @@ void Engine::Impl::watch_pending() {
     // The period bounds how late a cancellation or a deadline is noticed.
     pending_cv.wait_for(lock, std::chrono::milliseconds(20));
     for (auto it = pending.begin(); it != pending.end();) {
+      // A context in `pending` is alive: finish_attempt takes it out under pending_mu first.
       pl_run_context* ctx = *it;
-      int expected = pl_run_context::Running;
-      if (cancelled(ctx) && ctx->phase.compare_exchange_strong(expected, pl_run_context::Abandoned)) {
-        it = pending.erase(it);
-        spdlog::warn("[{}] {}/{}: run still pending at its deadline or cancellation; going on without it",
-                     ctx->request->request.request_id, ctx->request->pipeline->name, ctx->stage->config->name);
-        submit(nullptr, [this, ctx] { abandon(ctx); });
-      } else {
+      if (!cancelled(ctx)) {
         ++it;
+        continue;
       }
+      ++ctx->holders;  // before the phase changes: from then on the plugin's complete() releases
+      int expected = pl_run_context::Running;
+      if (!ctx->phase.compare_exchange_strong(expected, pl_run_context::Abandoned)) {
+        --ctx->holders;  // it completed meanwhile; finish_attempt will take it out
+        ++it;
+        continue;
+      }
+      it = pending.erase(it);
+      spdlog::warn("[{}] {}/{}: run still pending at its deadline or cancellation; going on without it",
+                   ctx->request->request.request_id, ctx->request->pipeline->name, ctx->stage->config->name);
+      submit(nullptr, [this, ctx] { abandon(ctx); });
     }
   }
 }

@@ -47,10 +47,10 @@ WorkerPool::~WorkerPool() {
 
 void WorkerPool::submit(std::function<void()> fn) {
   auto task = with_submitters_account(std::move(fn));
-  {
-    std::lock_guard lock(mu_);
-    queue_.push_back(std::move(task));
-  }
+  // Notified under the lock: a submitter on a thread the pool does not own (a plugin completing a
+  // run) must be done with the pool once the destructor can take the lock.
+  std::lock_guard lock(mu_);
+  queue_.push_back(std::move(task));
   cv_.notify_one();
 }
 

@@ -517,6 +517,8 @@ TEST_F(EngineTest, PendingRunsDoNotHoldAPoolThread) {
   }
   // All eight start within a few ms of each other on a quiet machine; four leaves room for a noisy one.
   EXPECT_GE(AsyncTimer::peak.load(), 4) << "runs pending at once on a one-thread pool";
+  lock.unlock();
+  AsyncTimer::join_all();  // the timer threads are done with this engine before it goes
 }
 
 TEST_F(EngineTest, CompleteBeforeRunReturnsIsAccepted) {

@@ -148,7 +148,13 @@ TEST_P(MenuStages, SerialAndParallelAgreeAtEveryStage) {
   menu::CategorizeConfig cc;
   cc.max_in_flight = 4;
   cc.min_chunk_lines = 3;
-  fake::Run cs(menu_world), cp(menu_world);
+  // The parallel run's answers take 50 ms, so its chunks' requests overlap even on a slow, shared
+  // machine (thread start-up under ThreadSanitizer takes milliseconds).
+  fake::Run cs(menu_world), cp([](const fake::Call& c) {
+    fake::Reply r = menu_world(c);
+    r.delay_ms = 50;
+    return r;
+  });
   json cat_serial = fake::wait(menu::categorize(ocr_output(fixture), cs.ctx, cc, Schedule::Serial));
   json cat_parallel = fake::wait(menu::categorize(ocr_output(fixture), cp.ctx, cc, Schedule::Parallel));
   cs.raw.join();

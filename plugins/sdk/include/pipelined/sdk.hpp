@@ -269,7 +269,7 @@ class Context {
 
   // Runs fn(0..n-1) on the shared worker pool and waits; the first exception is rethrown here.
   void parallel_for(size_t n, const std::function<void(size_t)>& fn) const {
-    struct Task {
+    struct Job {
       const std::function<void(size_t)>* fn;
       size_t index;
       std::exception_ptr* error;
@@ -277,12 +277,12 @@ class Context {
     };
     std::exception_ptr error;
     std::mutex mu;
-    std::vector<Task> tasks(n);
+    std::vector<Job> jobs(n);
     pl_task_group* group = host_->group_create(ctx_);
     for (size_t i = 0; i < n; ++i) {
-      tasks[i] = {&fn, i, &error, &mu};
+      jobs[i] = {&fn, i, &error, &mu};
       auto trampoline = [](void* arg) {
-        auto* t = static_cast<Task*>(arg);
+        auto* t = static_cast<Job*>(arg);
         try {
           (*t->fn)(t->index);
         } catch (...) {
@@ -290,7 +290,7 @@ class Context {
           if (!*t->error) *t->error = std::current_exception();
         }
       };
-      if (host_->group_submit(group, trampoline, &tasks[i]) != PL_OK) trampoline(&tasks[i]);
+      if (host_->group_submit(group, trampoline, &jobs[i]) != PL_OK) trampoline(&jobs[i]);
     }
     host_->group_wait(group);
     host_->group_destroy(group);
@@ -424,8 +424,14 @@ class RequestSet {
         return true;
       }
       void await_resume() {
-        std::lock_guard<std::mutex> lock(state->mu);
-        if (state->error) std::rethrow_exception(state->error);
+        std::exception_ptr error;
+        {
+          std::lock_guard<std::mutex> lock(state->mu);
+          // Taken, not shared: the state may be freed on the thread of a late response while
+          // the exception travels on.
+          error = std::exchange(state->error, nullptr);
+        }
+        if (error) std::rethrow_exception(error);
       }
     };
     return Awaiter{state_};
