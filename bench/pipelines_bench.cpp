@@ -2,6 +2,7 @@
 // core in-process (tests/pipelines/harness.h) against provider-sim at realistic latency.
 //
 //   build/bench/pipelines_bench [--time-scale 1] [--runs 3] [--openai-in-flight N] [--menu menu_ja_40]
+//                               [--worker-threads N] [--concurrent N]
 //
 // Menu: all-serial vs all-parallel end to end, and the critical-path bound of the parallel pipeline
 // given the in-flight limits:
@@ -11,13 +12,19 @@
 // (images can only start when the first description chunk is back and at most max_in_flight run at
 // once). Medicine with 1 and 3 images: serial vs parallel, and the overlap bound
 // max(drugs, ocr) + analysis. Memory: the request's peak heap bytes (engine accounting).
+// Concurrency: N /analyze requests (parallel variants, one image) at once against one alone, on the
+// pool of --worker-threads: runs waiting on providers hold no pool thread, so N at once take about
+// as long as one, as far as the providers' in-flight limits allow (gemini: 4). A run that held a
+// pool thread for each stage would need at least N x (one alone) / worker threads.
 #include "tests/pipelines/harness.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <numeric>
+#include <thread>
 
 namespace {
 
@@ -71,7 +78,7 @@ double median_stage(const Arm& arm, const std::string& stage) {
 
 int main(int argc, char** argv) {
   std::string time_scale = "1", menu = "menu_ja_40";
-  int runs = 3, openai_in_flight = 0;
+  int runs = 3, openai_in_flight = 0, worker_threads = 0, concurrent = 8;
   std::string command = argv[0];
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -88,8 +95,11 @@ int main(int argc, char** argv) {
     else if (a == "--runs") runs = std::stoi(value());
     else if (a == "--openai-in-flight") openai_in_flight = std::stoi(value());
     else if (a == "--menu") menu = value();
+    else if (a == "--worker-threads") worker_threads = std::stoi(value());
+    else if (a == "--concurrent") concurrent = std::stoi(value());
     else {
-      std::cerr << "usage: " << argv[0] << " [--time-scale S] [--runs N] [--openai-in-flight N] [--menu FIXTURE]\n";
+      std::cerr << "usage: " << argv[0] << " [--time-scale S] [--runs N] [--openai-in-flight N] [--menu FIXTURE]"
+                   " [--worker-threads N] [--concurrent N]\n";
       return 2;
     }
   }
@@ -105,6 +115,7 @@ int main(int argc, char** argv) {
         for (auto& v : s.variants)
           if (v.config.contains("max_in_flight")) v.config["max_in_flight"] = openai_in_flight;
   }
+  if (worker_threads > 0) config->worker_threads = worker_threads;
   const int in_flight = config->providers.at("openai").max_in_flight;
   harness::Stack stack(config);
 
@@ -163,6 +174,30 @@ int main(int argc, char** argv) {
     std::printf("| %zu | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f / %.1f |\n", files->size(), median(ms.wall_s), median(mp.wall_s),
                 std::max(drugs, ocr) + analysis, drugs, ocr, analysis, median(ms.peak_mb), median(mp.peak_mb));
   }
+  // Concurrency: one request alone, then `concurrent` at once; medians over `runs` rounds.
+  std::vector<double> alone_s, together_s;
+  for (int i = 0; i < runs; ++i) {
+    alone_s.push_back(median(measure(stack, "medicine", one, "parallel", 1).wall_s));
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> clients;
+    std::atomic<int> failed{0};
+    for (int c = 0; c < concurrent; ++c)
+      clients.emplace_back([&] {
+        if (!stack.run("medicine", one, stack.all("medicine", "parallel")).ok) ++failed;
+      });
+    for (auto& t : clients) t.join();
+    together_s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (failed > 0) {
+      std::cerr << failed << " concurrent /analyze runs failed\n";
+      return 1;
+    }
+    std::fprintf(stderr, "  %d at once: %.2f s\n", concurrent, together_s.back());
+  }
+  const double alone = median(alone_s), together = median(together_s);
+  const int threads = stack.config().worker_threads;
+  std::printf("\n## /analyze (parallel, 1 image): %d at once on %d worker threads\n\n", concurrent, threads);
+  std::printf("| one alone s | %d at once s | ratio | at least, if runs held a pool thread s |\n|---|---|---|---|\n", concurrent);
+  std::printf("| %.3f | %.3f | %.2f | %.3f |\n", alone, together, together / alone, concurrent * alone / threads);
   std::printf("\ncommand: %s\n", command.c_str());
   harness::fs::remove_all(state);
   return 0;

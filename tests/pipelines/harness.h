@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -215,7 +216,7 @@ class Stack {
   pipelined::outbound::OutboundClient outbound_;
   pipelined::engine::Engine engine_;
   pipelined::plugin_host::PluginHost host_;
-  int requests_ = 0;
+  std::atomic<int> requests_{0};  // run() may be called from several threads
 };
 
 inline const pipelined::engine::StageRecord* stage_record(const pipelined::engine::RunResult& r, const std::string& stage) {
