@@ -525,6 +525,14 @@ void Engine::Impl::start_attempt(const std::shared_ptr<RequestRun>& run, StageRu
   finish_attempt(ctx, rc);
 }
 
+namespace {
+// Why an attempt past its deadline failed: the stage's own timeout or the request's deadline.
+std::string deadline_message(const pl_run_context& ctx) {
+  return ctx.stage_timeout_limits ? "stage timeout of " + std::to_string(ctx.stage->config->timeout->count()) + " ms passed"
+                                  : "request deadline passed";
+}
+}  // namespace
+
 // The plugin ended the run: its output, or why it failed.
 void Engine::Impl::finish_attempt(pl_run_context* ctx, int rc) {
   {
@@ -556,9 +564,7 @@ void Engine::Impl::finish_attempt(pl_run_context* ctx, int rc) {
     rec.status = StageStatus::Failed;
     if (timed_out) {
       rec.error_class = PL_ERR_TIMEOUT;
-      rec.error_message = ctx->stage_timeout_limits
-                              ? "stage timeout of " + std::to_string(stage.config->timeout->count()) + " ms passed"
-                              : "request deadline passed";
+      rec.error_message = deadline_message(*ctx);
     } else if (rc == PL_OK) {
       rec.error_class = PL_ERR_INTERNAL;
       rec.error_message = "plugin returned PL_OK without an output";
@@ -581,9 +587,7 @@ void Engine::Impl::abandon(pl_run_context* ctx) {
   stage.peak = std::max(stage.peak, ctx->account->peak_bytes());
   rec.status = StageStatus::Failed;
   rec.error_class = PL_ERR_TIMEOUT;
-  if (run->request.cancelled->load()) rec.error_message = "request cancelled";
-  else if (ctx->stage_timeout_limits) rec.error_message = "stage timeout of " + std::to_string(stage.config->timeout->count()) + " ms passed";
-  else rec.error_message = "request deadline passed";
+  rec.error_message = run->request.cancelled->load() ? "request cancelled" : deadline_message(*ctx);
   if (stage.stream_source != nullptr) stage.stream_source->emitted->wake_reader(ctx);
   attempt_ended(run, stage, false);
   release(ctx);

@@ -120,6 +120,17 @@ struct pl_task_group {
 
 namespace fake {
 
+// next_item / poll_item once there is something to answer (under c->mu): cancelled, the next
+// input item, or the end of the input.
+inline int take_item(pl_run_context* c, pl_payload* p) {
+  if (c->cancelled.load()) return PL_CANCELLED;
+  if (c->input.empty()) return PL_END;
+  c->current_item = c->input.front().dump();
+  c->input.pop_front();
+  *p = {c->current_item.data(), c->current_item.size(), nullptr, 0};
+  return PL_OK;
+}
+
 inline const pl_host_services* services() {
   static const pl_host_services s = [] {
     pl_host_services h{};
@@ -140,25 +151,15 @@ inline const pl_host_services* services() {
     h.next_item = [](pl_run_context* c, pl_payload* p) -> int {
       std::unique_lock<std::mutex> lock(c->mu);
       c->cv.wait(lock, [&] { return !c->input.empty() || c->input_done || c->cancelled.load(); });
-      if (c->cancelled.load()) return PL_CANCELLED;
-      if (c->input.empty()) return PL_END;
-      c->current_item = c->input.front().dump();
-      c->input.pop_front();
-      *p = {c->current_item.data(), c->current_item.size(), nullptr, 0};
-      return PL_OK;
+      return take_item(c, p);
     };
     h.poll_item = [](pl_run_context* c, pl_payload* p, void (*wake)(void*), void* user) -> int {
       std::lock_guard<std::mutex> lock(c->mu);
-      if (c->cancelled.load()) return PL_CANCELLED;
-      if (c->input.empty()) {
-        if (c->input_done) return PL_END;
+      if (c->input.empty() && !c->input_done && !c->cancelled.load()) {
         c->wakers.emplace_back(wake, user);
         return PL_PENDING;
       }
-      c->current_item = c->input.front().dump();
-      c->input.pop_front();
-      *p = {c->current_item.data(), c->current_item.size(), nullptr, 0};
-      return PL_OK;
+      return take_item(c, p);
     };
     h.post = [](pl_run_context* c, void (*fn)(void*), void* arg) -> int {
       std::lock_guard<std::mutex> lock(c->mu);

@@ -413,10 +413,7 @@ class RequestSet {
   auto finished() {
     struct Awaiter {
       std::shared_ptr<State> state;
-      bool await_ready() {
-        std::lock_guard<std::mutex> lock(state->mu);
-        return state->done_locked();
-      }
+      bool await_ready() const noexcept { return false; }  // await_suspend checks, under the lock
       bool await_suspend(std::coroutine_handle<> h) {
         std::lock_guard<std::mutex> lock(state->mu);
         if (state->done_locked()) return false;
