@@ -4,9 +4,12 @@
 #include <cstdio>
 #include <sstream>
 
+#include "common/percent.h"
+
 namespace pipectl {
 
 using nlohmann::json;
+using pipelined::common::format_percent;
 
 namespace {
 
@@ -59,16 +62,14 @@ std::string variants(const json& v) {
 
 std::string rollout_line(const json& r) {
   std::string line = "rollout " + text(r["id"]) + " of " + text(r["pipeline"]) + ": " + text(r["status"]) + ", candidate " +
-                     fixed(r.value("percent", 0.0), 2) + " %";
-  if (r.value("shadow_percent", 0.0) > 0) line += ", shadow " + fixed(r.value("shadow_percent", 0.0), 2) + " %";
+                     format_percent(r.value("percent", 0.0) / 100, 2);
+  if (r.value("shadow_percent", 0.0) > 0) line += ", shadow " + format_percent(r.value("shadow_percent", 0.0) / 100, 2);
   line += " (" + variants(r["variants"]) + ")";
   if (!r.value("reason", "").empty()) line += "\n  reason: " + r.value("reason", "");
   return line;
 }
 
 }  // namespace
-
-std::string percent(double share) { return fixed(share * 100, 1) + " %"; }
 
 std::string bytes(double n) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -79,23 +80,6 @@ std::string bytes(double n) {
   }
   return u == 0 ? fixed(n, 0) + " B" : fixed(n, 1) + " " + units[u];
 }
-
-std::int64_t duration_ms(const std::string& t) {
-  if (t.size() < 2) return -1;
-  const char unit = t.back();
-  const std::string digits = t.substr(0, t.size() - 1);
-  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) return -1;
-  const std::int64_t n = std::stoll(digits);
-  switch (unit) {
-    case 's': return n * 1000;
-    case 'm': return n * 60'000;
-    case 'h': return n * 3'600'000;
-    case 'd': return n * 86'400'000;
-    default: return -1;
-  }
-}
-
-bool valid_duration(const std::string& t) { return duration_ms(t) >= 0; }
 
 std::string table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> widths;
@@ -127,8 +111,8 @@ std::string format_status(const json& s) {
     if (r.is_null()) {
       rows.push_back({name, "-", "stable only", "0.00 %", "-", variants(p.value("stable_overrides", json::object()))});
     } else {
-      rows.push_back({name, text(r["id"]), text(r["status"]), fixed(r.value("percent", 0.0), 2) + " %",
-                      fixed(r.value("shadow_percent", 0.0), 2) + " %", variants(r["variants"])});
+      rows.push_back({name, text(r["id"]), text(r["status"]), format_percent(r.value("percent", 0.0) / 100, 2),
+                      format_percent(r.value("shadow_percent", 0.0) / 100, 2), variants(r["variants"])});
     }
   }
   out << table(rows);
@@ -166,7 +150,7 @@ std::string format_report(const json& report) {
     for (const auto& [arm, a] : field(p, "arms").items()) {
       std::string errors;
       for (const auto& [cls, n] : a["errors_by_class"].items()) errors += (errors.empty() ? "" : ", ") + cls + " " + text(n);
-      rows.push_back({arm, text(a["requests"]), percent(a.value("success_rate", 0.0)), text(a["fallbacks"]),
+      rows.push_back({arm, text(a["requests"]), format_percent(a.value("success_rate", 0.0)), text(a["fallbacks"]),
                       fixed(a["latency_ms"].value("p50", 0.0), 1) + " ms", fixed(a["latency_ms"].value("p95", 0.0), 1) + " ms",
                       fixed(a["latency_ms"].value("p99", 0.0), 1) + " ms", bytes(a["peak_bytes"].value("p50", 0.0)),
                       bytes(a["peak_bytes"].value("p95", 0.0)), errors.empty() ? "-" : errors});
@@ -174,13 +158,13 @@ std::string format_report(const json& report) {
     out << table(rows);
     if (p.contains("time_saved")) {
       const json& t = p["time_saved"];
-      out << "time saved: median " << percent(t.value("p50", 0.0)) << " (95 % CI " << percent(t["p50_ci95"][0].get<double>()) << " .. "
-          << percent(t["p50_ci95"][1].get<double>()) << "), p95 " << percent(t.value("p95", 0.0)) << "\n";
-      out << "memory increase (median peak): " << percent(p.value("memory_increase", 0.0)) << "\n";
+      out << "time saved: median " << format_percent(t.value("p50", 0.0)) << " (95 % CI " << format_percent(t["p50_ci95"][0].get<double>()) << " .. "
+          << format_percent(t["p50_ci95"][1].get<double>()) << "), p95 " << format_percent(t.value("p95", 0.0)) << "\n";
+      out << "memory increase (median peak): " << format_percent(p.value("memory_increase", 0.0)) << "\n";
     }
     const json& shadow = p["shadow"];
     if (shadow.value("compared", 0) > 0)
-      out << "shadow: " << text(shadow["compared"]) << " compared, mismatch " << percent(shadow.value("mismatch_rate", 0.0)) << "\n";
+      out << "shadow: " << text(shadow["compared"]) << " compared, mismatch " << format_percent(shadow.value("mismatch_rate", 0.0)) << "\n";
     std::vector<std::vector<std::string>> stages = {{"STAGE", "ARM", "RUNS", "P50", "P95"}};
     for (const auto& [arm, a] : field(p, "arms").items())
       for (const auto& [stage, s] : field(a, "stages").items())

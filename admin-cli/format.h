@@ -3,7 +3,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -17,12 +16,7 @@ std::string format_rollout(const nlohmann::json& answer);   // POST /admin/rollo
 std::string format_report(const nlohmann::json& report);    // GET /admin/report
 std::string format_plugins(const nlohmann::json& plugins);  // GET /admin/plugins, POST /admin/plugins/reload
 
-// "30s", "15m", "1h", "7d" -> the same text if valid, else "" (pipectl refuses it with exit 2).
-bool valid_duration(const std::string& text);
-// "1h" -> 3600000; -1 when invalid.
-std::int64_t duration_ms(const std::string& text);
-
-std::string percent(double share);  // 0.953 -> "95.3 %"
-std::string bytes(double n);        // 1536 -> "1.5 KiB"
+// Durations and percents: common/duration.h and common/percent.h.
+std::string bytes(double n);  // 1536 -> "1.5 KiB"
 
 }  // namespace pipectl

@@ -14,6 +14,7 @@
 #include <iostream>
 
 #include "admin-cli/format.h"
+#include "common/duration.h"
 
 namespace net = boost::asio;
 namespace http = boost::beast::http;
@@ -89,6 +90,14 @@ Answer call(const Target& t, http::verb method, const std::string& target, const
   return exchange(socket, t, method, target, body);
 }
 
+// --since and --dwell: the shared duration grammar (common/duration.h); anything else is a usage error.
+const CLI::Validator kDuration(
+    [](std::string& text) -> std::string {
+      if (pipelined::common::parse_duration(text)) return {};
+      return "'" + text + "' is not a duration (use a number and a unit: 250ms, 30s, 15m, 1.5h, 7d)";
+    },
+    "DURATION");
+
 std::string actor() {
   const char* user = std::getenv("USER");
   return user && *user ? user : "pipectl";
@@ -99,6 +108,10 @@ std::string actor() {
 int main(int argc, char** argv) {
   CLI::App app{"pipectl: operate a running pipelined (rollouts, reports, plugins)"};
   app.require_subcommand(1);
+  // Global options may also come after the command: a subcommand passes what it does not know to
+  // the app (inherited by every subcommand added below).
+  app.fallthrough();
+  app.footer("Global options (--socket, --url, --token, --json) go before or after the command.");
   Target target;
   const char* env_socket = std::getenv("PIPELINED_ADMIN_SOCKET");
   const char* env_token = std::getenv("PIPELINED_ADMIN_TOKEN");
@@ -122,7 +135,7 @@ int main(int argc, char** argv) {
   rollout->add_option("--variant", variants, "candidate variant of the --stage at the same position");
   rollout->add_option("--shadow", shadow, "share of stable requests that also run the candidate, compared, never answered")->check(CLI::Range(0.0, 100.0));
   rollout->add_option("--steps", steps_text, "automatic steps, e.g. 5,25,50,100");
-  rollout->add_option("--dwell", dwell, "time at each step before the next, e.g. 1h");
+  rollout->add_option("--dwell", dwell, "time at each step before the next, e.g. 1h, 90m, 1.5h")->check(kDuration);
   rollout->add_option("--reason", reason, "why, for the history");
 
   auto* rollback = app.add_subcommand("rollback", "every request back to stable, now");
@@ -138,7 +151,7 @@ int main(int argc, char** argv) {
 
   auto* report = app.add_subcommand("report", "per-arm figures and a verdict, from the metrics database");
   std::string since = "1h", format = "table";
-  report->add_option("--since", since, "window: 30s, 15m, 1h, 7d")->capture_default_str();
+  report->add_option("--since", since, "window: 250ms, 30s, 15m, 1.5h, 7d")->check(kDuration)->capture_default_str();
   report->add_option("--pipeline", pipeline, "only this pipeline");
   report->add_option("--format", format, "table or json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
 
@@ -179,10 +192,7 @@ int main(int argc, char** argv) {
         }
         body["steps"] = steps;
       }
-      if (!dwell.empty()) {
-        if (!pipectl::valid_duration(dwell)) throw Failure{kUsage, "pipectl: --dwell wants a duration like 30s, 15m, 1h, 7d"};
-        body["dwell_ms"] = pipectl::duration_ms(dwell);
-      }
+      if (!dwell.empty()) body["dwell_ms"] = pipelined::common::parse_duration(dwell)->count();  // checked by kDuration
       a = call(target, http::verb::post, "/admin/rollout", body);
     } else if (rollback->parsed() || promote->parsed() || pause->parsed() || resume->parsed()) {
       const std::string action = rollback->parsed() ? "rollback" : promote->parsed() ? "promote" : pause->parsed() ? "pause" : "resume";
@@ -190,8 +200,8 @@ int main(int argc, char** argv) {
       if (!pipeline.empty()) body["pipeline"] = pipeline;
       a = call(target, http::verb::post, "/admin/rollout/" + action, body);
     } else if (report->parsed()) {
-      if (!pipectl::valid_duration(since)) throw Failure{kUsage, "pipectl: --since wants a duration like 30s, 15m, 1h, 7d"};
-      std::string path = "/admin/report?since=" + since;
+      // Sent in its shortest form ("1.5h" -> "90m"): plain characters, no URL escaping.
+      std::string path = "/admin/report?since=" + pipelined::common::format_duration(*pipelined::common::parse_duration(since));
       if (!pipeline.empty()) path += "&pipeline=" + pipeline;
       a = call(target, http::verb::get, path);
       formatter = pipectl::format_report;

@@ -14,13 +14,13 @@ namespace {
 
 using nlohmann::json;
 
-struct Run {
+struct Outcome {
   int code;
   std::string out;
 };
 
 // Runs pipectl with `args`; stdout and stderr together.
-Run pipectl(const std::string& args) {
+Outcome pipectl(const std::string& args) {
   const std::string cmd = std::string(PIPECTL_BINARY) + " " + args + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   std::string out;
@@ -120,6 +120,49 @@ TEST_F(PipectlTest, EveryCommandAgainstARunningDaemon) {
   EXPECT_NE(r.out.find("plugin generation 2"), std::string::npos) << r.out;
 }
 
+// Global options (--socket, --url, --token, --json) before or after the command, alone or mixed.
+TEST_F(PipectlTest, GlobalOptionsBeforeOrAfterTheCommand) {
+  ASSERT_EQ(pipectl(socket_ + " rollout --percent 50 --pipeline p").code, 0);
+  traffic(10);
+  const std::string sock = dir_ / "state/admin.sock";
+  for (const std::string& args : {"--socket " + sock + " --json report", "--socket " + sock + " report --json",
+                                  "report --socket " + sock + " --json", "report --json --socket " + sock,
+                                  "--json report --since 1.5h --socket " + sock, "report --since 1.5h --pipeline p --json --socket " + sock}) {
+    const Outcome r = pipectl(args);
+    ASSERT_EQ(r.code, 0) << args << ": " << r.out;
+    const json report = json::parse(r.out, nullptr, false);
+    ASSERT_FALSE(report.is_discarded()) << args << ": " << r.out;
+    EXPECT_EQ(report["pipelines"]["p"]["arms"]["candidate"]["requests"].get<int>() +
+                  report["pipelines"]["p"]["arms"]["stable"]["requests"].get<int>(),
+              10)
+        << args;
+  }
+  for (const std::string& args : {"--json status --socket " + sock, "status --json --socket " + sock, "plugins --socket " + sock + " --json",
+                                  "pause --pipeline p --json --socket " + sock, "resume --socket " + sock + " --json --pipeline p"}) {
+    const Outcome r = pipectl(args);
+    ASSERT_EQ(r.code, 0) << args << ": " << r.out;
+    EXPECT_FALSE(json::parse(r.out, nullptr, false).is_discarded()) << args << ": " << r.out;
+  }
+  // Without --json, a table, wherever --socket is.
+  EXPECT_NE(pipectl("status --socket " + sock).out.find("PIPELINE"), std::string::npos);
+
+  // --url and --token after the command: the TCP listener is off in this config, so unreachable (3),
+  // which shows --url was taken rather than refused as a usage error.
+  Outcome r = pipectl("status --url http://127.0.0.1:1 --token t --json");
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("http://127.0.0.1:1"), std::string::npos) << r.out;
+
+  // The report window in the shared grammar: fractions and milliseconds.
+  for (const char* since : {"1.5h", "90m", "0.5d", "7d"}) {
+    r = pipectl(socket_ + " report --format json --since " + since);
+    ASSERT_EQ(r.code, 0) << since << ": " << r.out;
+    const json arms = json::parse(r.out)["pipelines"]["p"]["arms"];
+    EXPECT_EQ(arms["stable"]["requests"].get<int>() + arms["candidate"]["requests"].get<int>(), 10) << since;
+  }
+  r = pipectl(socket_ + " report --since 250ms");
+  EXPECT_EQ(r.code, 0) << r.out;
+}
+
 TEST_F(PipectlTest, AFailingCandidateFallsBackAndIsRecorded) {
   ASSERT_EQ(pipectl(socket_ + " rollout --percent 100 --pipeline p --stage echo --variant broken").code, 0);
   EXPECT_EQ(traffic(20), 20);  // all on the candidate arm, all answered 200 through the fallback
@@ -157,14 +200,28 @@ TEST_F(PipectlTest, ShadowRunsAreComparedAndReported) {
 }
 
 TEST_F(PipectlTest, UsageAndUnreachableExitCodes) {
+  Outcome r;
   EXPECT_EQ(pipectl(socket_ + " rollout").code, 2);               // --percent missing
   EXPECT_EQ(pipectl(socket_ + " rollout --percent 150").code, 2);  // out of range
   EXPECT_EQ(pipectl(socket_ + " report --since yesterday").code, 2);
+  EXPECT_EQ(pipectl(socket_ + " report --since=''").code, 2);  // CLI11: "--since: 1 required TEXT:DURATION missing"
+  for (const char* bad : {"-1h", "1y", "h", "1.5", "1e3s", "1h30m", "' 1h'"}) {
+    r = pipectl(socket_ + " report --since=" + bad);
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.out;
+    EXPECT_NE(r.out.find("is not a duration"), std::string::npos) << bad << ": " << r.out;
+  }
+  r = pipectl(socket_ + " rollout --percent 5 --pipeline p --steps 5,50 --dwell 1hour");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("'1hour' is not a duration"), std::string::npos) << r.out;
+  EXPECT_EQ(pipectl(socket_ + " status --pipeline p").code, 2);  // not an option of status, nor a global one
   EXPECT_EQ(pipectl(socket_ + " frobnicate").code, 2);
   EXPECT_EQ(pipectl(socket_ + " rollout --percent 5 --pipeline nope").code, 1);
-  auto r = pipectl("--socket " + dir_ / "absent.sock" + " status");
+  r = pipectl("--socket " + dir_ / "absent.sock" + " status");
   EXPECT_EQ(r.code, 3);
   EXPECT_NE(r.out.find("is the daemon running?"), std::string::npos) << r.out;
+  r = pipectl("status --socket " + dir_ / "absent.sock");  // the global option after the command
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.out.find(dir_ / "absent.sock"), std::string::npos) << r.out;
   // A socket file nobody listens on.
   daemon_->stop(SIGKILL);
   r = pipectl(socket_ + " status");
@@ -174,11 +231,7 @@ TEST_F(PipectlTest, UsageAndUnreachableExitCodes) {
 TEST(PipectlFormat, TablesAlignAndNumbersRead) {
   EXPECT_EQ(pipectl::table({{"A", "BB"}, {"ccc", "d"}}), "A    BB\nccc  d\n");
   EXPECT_EQ(pipectl::table({{"名前", "x"}, {"ab", "y"}}), "名前  x\nab    y\n");  // display width, not bytes
-  EXPECT_EQ(pipectl::percent(0.953), "95.3 %");
-  EXPECT_EQ(pipectl::bytes(1536), "1.5 KiB");
-  EXPECT_EQ(pipectl::duration_ms("15m"), 900000);
-  EXPECT_EQ(pipectl::duration_ms("1y"), -1);
-  EXPECT_EQ(pipectl::duration_ms("h"), -1);
+  EXPECT_EQ(pipectl::bytes(1536), "1.5 KiB");  // durations and percents: tests/common
   const json answer = {{"persisted", false}, {"rollout", {{"id", 3}, {"pipeline", "menu"}, {"status", "live"}, {"percent", 12.5},
                                                           {"shadow_percent", 0}, {"variants", {{"ocr", "parallel"}}}, {"reason", ""}}}};
   const std::string text = pipectl::format_rollout(answer);
