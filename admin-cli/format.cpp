@@ -116,6 +116,11 @@ std::string format_status(const json& s) {
     }
   }
   out << table(rows);
+  for (const auto& [name, p] : field(rollout, "pipelines").items()) {
+    const json& r = p["rollout"];
+    if (!r.is_null() && !r.value("reason", "").empty()) out << name << ": " << r.value("reason", "") << "\n";
+    if (p.contains("decision")) out << name << " guardrails: " << p["decision"].value("reason", "") << "\n";
+  }
   if (rollout.contains("metrics")) {
     const json& m = rollout["metrics"];
     out << "\nmetrics rows: " << text(m["written"]) << " written, " << text(m["queued"]) << " queued, " << text(m["lost"]) << " lost";
@@ -141,36 +146,64 @@ std::string format_rollout(const json& a) {
   return out;
 }
 
+namespace {
+
+std::string interval(const json& j) {
+  return pipelined::common::format_percent(j.value("estimate", 0.0)) + " [" + pipelined::common::format_percent(j.value("low", 0.0)) +
+         ", " + pipelined::common::format_percent(j.value("high", 0.0)) + "]";
+}
+
+std::string rollout_header(const json& r) {
+  if (r.is_null()) return "no rollout: requests served while none was live";
+  return "rollout " + text(r["id"]) + " (" + variants(r["variants"]) + "), " + text(r["status"]) + " at " +
+         pipelined::common::format_percent(r.value("percent", 0.0) / 100, 2);
+}
+
+}  // namespace
+
 std::string format_report(const json& report) {
+  using pipelined::common::format_percent;
   std::ostringstream out;
   for (const auto& [name, p] : field(report, "pipelines").items()) {
-    out << "pipeline " << name << "\n";
-    std::vector<std::vector<std::string>> rows = {
-        {"ARM", "REQUESTS", "SUCCESS", "FALLBACKS", "P50", "P95", "P99", "PEAK MEM P50", "PEAK MEM P95", "ERRORS"}};
+    out << "pipeline " << name << ": " << rollout_header(p["rollout"]) << "\n";
+    std::vector<std::vector<std::string>> rows = {{"ARM", "REQUESTS", "USER SUCCESS", "OWN SUCCESS", "FALLBACKS", "P50", "P95", "P99",
+                                                   "PEAK MEM P50", "ERRORS"}};
     for (const auto& [arm, a] : field(p, "arms").items()) {
       std::string errors;
-      for (const auto& [cls, n] : a["errors_by_class"].items()) errors += (errors.empty() ? "" : ", ") + cls + " " + text(n);
-      rows.push_back({arm, text(a["requests"]), format_percent(a.value("success_rate", 0.0)), text(a["fallbacks"]),
+      for (const auto& [cls, n] : field(a, "own_failures_by_class").items()) errors += (errors.empty() ? "" : ", ") + cls + " " + text(n);
+      rows.push_back({arm, text(a["requests"]), format_percent(a.value("success_rate", 0.0)), format_percent(a.value("own_success_rate", 0.0)),
+                      text(a["fallbacks"]) + " (" + format_percent(a.value("fallback_rate", 0.0)) + ")",
                       fixed(a["latency_ms"].value("p50", 0.0), 1) + " ms", fixed(a["latency_ms"].value("p95", 0.0), 1) + " ms",
                       fixed(a["latency_ms"].value("p99", 0.0), 1) + " ms", bytes(a["peak_bytes"].value("p50", 0.0)),
-                      bytes(a["peak_bytes"].value("p95", 0.0)), errors.empty() ? "-" : errors});
+                      errors.empty() ? "-" : errors});
     }
     out << table(rows);
-    if (p.contains("time_saved")) {
-      const json& t = p["time_saved"];
-      out << "time saved: median " << format_percent(t.value("p50", 0.0)) << " (95 % CI " << format_percent(t["p50_ci95"][0].get<double>()) << " .. "
-          << format_percent(t["p50_ci95"][1].get<double>()) << "), p95 " << format_percent(t.value("p95", 0.0)) << "\n";
-      out << "memory increase (median peak): " << format_percent(p.value("memory_increase", 0.0)) << "\n";
-    }
+    if (p.contains("time_saved"))
+      out << "time saved (geometric mean): " << interval(p["time_saved"]) << "; at the median " << format_percent(p["time_saved"].value("p50", 0.0))
+          << "\n";
+    if (p.contains("memory_increase")) out << "memory increase (request peak heap): " << interval(p["memory_increase"]) << "\n";
     const json& shadow = p["shadow"];
-    if (shadow.value("compared", 0) > 0)
+    if (shadow.value("compared", 0.0) > 0)
       out << "shadow: " << text(shadow["compared"]) << " compared, mismatch " << format_percent(shadow.value("mismatch_rate", 0.0)) << "\n";
-    std::vector<std::vector<std::string>> stages = {{"STAGE", "ARM", "RUNS", "P50", "P95"}};
+    std::vector<std::vector<std::string>> stages = {{"STAGE", "ARM", "RUNS", "FALLBACKS", "P50", "P95"}};
     for (const auto& [arm, a] : field(p, "arms").items())
       for (const auto& [stage, s] : field(a, "stages").items())
-        stages.push_back({stage, arm, text(s["runs"]), fixed(s.value("p50_ms", 0.0), 1) + " ms", fixed(s.value("p95_ms", 0.0), 1) + " ms"});
+        stages.push_back({stage, arm, text(s["runs"]), text(s["fallbacks"]), fixed(s.value("p50_ms", 0.0), 1) + " ms",
+                          fixed(s.value("p95_ms", 0.0), 1) + " ms"});
     if (stages.size() > 1) out << table(stages);
-    out << "verdict: " << text(p["verdict"]) << "\n\n";
+    const json& d = field(p, "decision");
+    out << "verdict: " << text(p["verdict"]) << "\n";
+    std::vector<std::vector<std::string>> checks = {{"CHECK", "RESULT", "ESTIMATE [INTERVAL]", "THRESHOLD", "ALPHA"}};
+    for (const auto& c : d.value("checks", json::array()))
+      checks.push_back({text(c["rule"]), text(c["result"]), interval(c), format_percent(c.value("threshold", 0.0)),
+                        fixed(c.value("alpha", 0.0), 4)});
+    if (checks.size() > 1) out << table(checks);
+    std::vector<std::vector<std::string>> events = {{"TIME", "ACTOR", "ACTION", "SHARE", "REASON"}};
+    for (const auto& e : p.value("events", json::array()))
+      events.push_back({text(e["time_ms"]), text(e["actor"]), text(e["action"]), format_percent(e.value("percent", 0.0) / 100, 2),
+                        text(e["reason"])});
+    if (events.size() > 1) out << "decisions and actions, newest first:\n" << table(events);
+    out << "\n";
   }
   if (report.value("rows_lost", 0) > 0) out << "note: " << text(report["rows_lost"]) << " metrics rows were lost; figures leave them out\n";
   return out.str();

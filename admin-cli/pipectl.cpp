@@ -153,6 +153,8 @@ int main(int argc, char** argv) {
   std::string since = "1h", format = "table";
   report->add_option("--since", since, "window: 250ms, 30s, 15m, 1.5h, 7d")->check(kDuration)->capture_default_str();
   report->add_option("--pipeline", pipeline, "only this pipeline");
+  std::int64_t rollout_id = 0;
+  report->add_option("--rollout", rollout_id, "this rollout (default: each pipeline's latest)")->check(CLI::PositiveNumber);
   report->add_option("--format", format, "table or json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
 
   auto* plugins = app.add_subcommand("plugins", "loaded plugins; 'plugins reload [NAME...]' loads new builds");
@@ -203,6 +205,7 @@ int main(int argc, char** argv) {
       // Sent in its shortest form ("1.5h" -> "90m"): plain characters, no URL escaping.
       std::string path = "/admin/report?since=" + pipelined::common::format_duration(*pipelined::common::parse_duration(since));
       if (!pipeline.empty()) path += "&pipeline=" + pipeline;
+      if (rollout_id > 0) path += "&rollout=" + std::to_string(rollout_id);
       a = call(target, http::verb::get, path);
       formatter = pipectl::format_report;
       as_json = as_json || format == "json";

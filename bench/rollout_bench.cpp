@@ -41,11 +41,10 @@ double percentile(std::vector<double> v, double q) {
 int main(int argc, char** argv) {
   const int rows = argc > 1 ? std::atoi(argv[1]) : 200000;
   testing::TempDir dir;
-  const std::string yaml = "state_directory: " + dir / "state" + "\nmetrics:\n  queue_capacity: " + std::to_string(rows * 2) +
-                           "\npipelines:\n  p:\n    stages:\n"
-                           "      a: { variants: { serial: { plugin: x }, parallel: { plugin: y } }, stable: serial }\n"
-                           "      b: { needs: [a], variants: { serial: { plugin: x } }, stable: serial }\n";
-  auto config = config::load_string(yaml).config;
+  rollout::RolloutSettings config;
+  config.pipelines = {{"p", {{"a", "serial", "parallel", {"serial", "parallel"}}, {"b", "serial", "", {"serial"}}}, false}};
+  config.database_path = dir / "state/pipelined.db";
+  config.queue_capacity = static_cast<std::size_t>(rows) * 2;
   std::printf("command: %s %d\n", argv[0], rows);
 
   // 1. record() on the request path, writer running.

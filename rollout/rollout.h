@@ -1,119 +1,117 @@
 // Rollout controller: which arm (stable or candidate variants) a request runs on, what it cost,
-// and when a candidate must be rolled back. The request path touches only assign() and record();
-// both read an immutable RolloutState snapshot and never wait on disk.
+// and whether the candidate keeps its share. The request path touches only assign() and record();
+// both read an immutable state snapshot and never wait on disk. Operator actions are typed
+// methods with typed errors; the daemon maps them to HTTP (daemon/server/admin_rollout.cpp).
 #pragma once
-
-#include "daemon/config/config.h"
 
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
+
+#include "rollout/guardrails.h"
+#include "rollout/records.h"
+#include "rollout/settings.h"
+#include "rollout/state.h"
+#include "rollout/writer.h"
 
 namespace pipelined::rollout {
 
-enum class Arm { Stable, Candidate };
-const char* to_string(Arm arm);
+struct Error {
+  enum class Kind {
+    Invalid,      // the request names a bad value
+    NotFound,     // no such pipeline or rollout
+    Conflict,     // the rollout is not in a state the action applies to
+    Unavailable,  // the metrics database failed
+  };
+  Kind kind = Kind::Invalid;
+  std::string message;
+};
+template <class T>
+using Result = std::variant<T, Error>;
 
-struct Assignment {
-  Arm arm = Arm::Stable;
-  int bucket = -1;               // 0..9999 from the sticky key; -1 when no rollout is live
-  std::int64_t rollout_id = 0;   // 0 when no rollout is live for the pipeline
-  // stage -> variant for this request; empty on the stable arm (engine runs stable variants).
-  std::map<std::string, std::string> variants;
-  bool fallback_whole_request = false;  // rerun the whole pipeline on stable if the candidate fails
-  // Shadow: run these candidate variants beside stable, compare outputs, never affect the response.
-  bool shadow = false;
-  std::map<std::string, std::string> shadow_variants;
+struct RolloutChange {
+  std::string pipeline;  // may be empty when one rollout is active or there is one pipeline
+  double percent = 0;
+  double shadow_percent = 0;
+  std::map<std::string, std::string> stages;   // stage -> candidate variant; empty: each stage's configured candidate
+  std::optional<std::vector<double>> steps;    // default: settings.steps
+  std::optional<Millis> dwell;                 // default: settings.step_dwell
+  std::string actor = "operator";
+  std::string reason;
 };
 
-struct StageRunRecord {
-  std::string stage;
-  std::string variant;
-  std::string plugin_version;
-  std::int64_t start_us = 0;  // microseconds since the request started
-  std::int64_t duration_us = 0;
-  std::string status;  // "ok", "failed", "skipped", "fell_back"
-  int attempts = 1;
-  std::string error_class;
-  std::int64_t peak_bytes = 0;
+struct Target {
+  std::string pipeline;  // empty: rollback acts on every active rollout, the others on the only one
+  std::string actor = "operator";
+  std::string reason;
 };
 
-struct RequestRecord {
-  std::int64_t time_ms = 0;  // unix epoch milliseconds at request start
-  std::string request_id;
-  std::string pipeline;
-  std::int64_t rollout_id = 0;
-  Arm arm = Arm::Stable;
-  int bucket = -1;
-  int http_status = 200;
-  std::string outcome;  // "ok", "partial", "error"
-  std::int64_t latency_us = 0;
-  bool fell_back = false;
-  std::string fallback_cause;
-  std::string error_class;
-  std::int64_t peak_bytes = 0;
-  std::int64_t rss_bytes = 0;
-  std::vector<StageRunRecord> stages;
+struct Changed {
+  std::vector<Rollout> rollouts;
+  bool persisted = true;  // false: in effect, but the database could not record it
 };
 
-struct ShadowRecord {
-  std::int64_t time_ms = 0;
-  std::string request_id;
-  std::string pipeline;
-  std::int64_t rollout_id = 0;
-  bool candidate_ok = false;  // the shadow run produced output
-  bool matched = false;       // outputs equal under the configured comparison
-  std::string first_difference;  // JSON pointer of the first mismatch, for the report
-  std::int64_t stable_latency_us = 0;
-  std::int64_t candidate_latency_us = 0;
+struct ReportQuery {
+  std::string pipeline;        // empty: every pipeline
+  Millis since{3600000};       // requests that started this long ago or later
+  std::int64_t rollout_id = 0; // 0: the pipeline's latest rollout
 };
 
-// Answer of the admin API: an HTTP status and a JSON body.
-struct AdminResponse {
-  int status = 200;
-  nlohmann::json body = nlohmann::json::object();
+struct Status {
+  struct Pipeline {
+    std::optional<Rollout> rollout;
+    std::map<std::string, std::string> stable_overrides;
+    std::optional<Verdict> verdict;  // the last guardrail pass
+  };
+  std::map<std::string, Pipeline> pipelines;
+  std::vector<RolloutEvent> recent_events;
+  WriterCounters metrics;
+  nlohmann::json to_json() const;
 };
 
 class RolloutController {
  public:
-  // Opens (creating and migrating) the metrics database named in config.metrics and loads the
-  // persisted rollout state. Throws std::runtime_error with an actionable message when the database
-  // is newer than this binary or cannot be opened at all.
-  explicit RolloutController(std::shared_ptr<const config::Config> config);
+  // Opens (creating and migrating) the metrics database and loads the persisted state. Throws
+  // std::runtime_error with an actionable message when the database is newer than this binary or
+  // cannot be opened at all.
+  explicit RolloutController(RolloutSettings settings);
   ~RolloutController();  // stop()
 
-  // Starts the writer thread and the guardrail schedule.
-  void start();
+  // Starts the writer thread and the guardrail schedule. After a daemon run that did not stop
+  // cleanly, every rollout holding a share is paused at 0 % until resume(); `crash_note` (what the
+  // dead run left, e.g. its fatal signal and suspect plugins) goes into the pause reason.
+  void start(const std::string& crash_note = "");
   // Writes every queued row, stops the threads, marks the stop clean. Idempotent.
   void stop();
-  // A reloaded config: thresholds, sticky key, retention.
-  void update_config(std::shared_ptr<const config::Config> config);
+  void update_settings(RolloutSettings settings);
 
-  // Arm for one request. `sticky_key` empty: assigned per request. `forced` is the value of the
-  // force header, honoured only when the config allows it.
-  Assignment assign(const std::string& pipeline, const std::string& sticky_key,
-                    std::optional<Arm> forced = std::nullopt) const;
+  // Arm for one request. `sticky_key` empty: assigned per request. `forced` is honoured only when
+  // the settings allow it. Every assignment on a live rollout must be followed by record() with
+  // its started_ms: until then the guardrails treat the request as running.
+  Assignment assign(const std::string& pipeline, const std::string& sticky_key, std::optional<Arm> forced = std::nullopt) const;
 
-  // Queues the row for the writer thread; never blocks on disk. Rows that cannot be queued or
-  // written are counted as lost.
+  // Queues the row for the writer thread; never blocks on disk.
   void record(RequestRecord record);
   void record_shadow(ShadowRecord record);
 
-  // Compares a stable and a shadow response body under the configured rules (ignored fields, array
-  // order). Returns "" when they match, else the JSON pointer of the first difference.
+  // "" when the bodies match under the shadow rules, else the JSON pointer of the first difference.
   std::string compare_outputs(const nlohmann::json& stable, const nlohmann::json& candidate) const;
 
-  // The admin API under /admin/rollout, /admin/report: `target` is the path with its query string.
-  // Routes, bodies and statuses: docs/rollout.md.
-  AdminResponse handle_admin(const std::string& method, const std::string& target, const std::string& body);
+  Result<Changed> start_or_update(const RolloutChange& change);
+  Result<Changed> rollback(const Target& target);
+  Result<Changed> promote(const Target& target);
+  Result<Changed> pause(const Target& target);
+  Result<Changed> resume(const Target& target);
+  Status status() const;
+  Result<nlohmann::json> report(const ReportQuery& query);
 
-  // One guardrail and step-schedule pass now (the schedule runs it every guardrail_interval).
+  // One guardrail and step pass now (the schedule runs it every guardrail_interval).
   void evaluate_guardrails_now();
   // Waits until every row recorded so far is written or counted lost.
   void flush();

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "rollout/columns.h"
+
 namespace pipelined::rollout {
 
 std::int64_t now_ms() {
@@ -50,193 +52,231 @@ std::unique_ptr<SQLite::Database> open_database(const std::string& path) {
   return db;
 }
 
-RowWriter::RowWriter(std::string path, std::size_t capacity, std::chrono::milliseconds flush_interval)
-    : path_(std::move(path)), capacity_(capacity), flush_interval_(flush_interval) {}
+}  // namespace pipelined::rollout
 
-RowWriter::~RowWriter() { stop(); }
+namespace pipelined::rollout {
 
-void RowWriter::start() {
-  std::lock_guard lock(mu_);
-  if (started_) return;
-  started_ = true;
-  thread_ = std::thread([this] { run(); });
-}
-
-void RowWriter::stop() {
-  {
-    std::lock_guard lock(mu_);
-    if (!started_ || stopping_) return;
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  thread_.join();
-}
-
-void RowWriter::push(RequestRecord record) { push_row(std::move(record)); }
-void RowWriter::push(ShadowRecord record) { push_row(std::move(record)); }
-
-void RowWriter::push_row(Row row) {
-  std::lock_guard lock(mu_);
-  if (queue_.size() >= capacity_ || stopping_) {
-    ++counters_.lost_queue_full;
-    return;
-  }
-  queue_.push_back(std::move(row));
-  ++pushed_;
-  if (queue_.size() == 512) wake_.notify_one();  // a full batch: no need to wait for the interval
-}
-
-void RowWriter::flush() {
-  std::unique_lock lock(mu_);
-  if (!started_) return;
-  const std::uint64_t target = pushed_;
-  wake_.notify_one();
-  flushed_.wait(lock, [&] { return done_ >= target; });
-}
-
-WriterCounters RowWriter::counters() const {
-  std::lock_guard lock(mu_);
-  WriterCounters c = counters_;
-  c.queued = queue_.size();
-  return c;
-}
-
-void RowWriter::run() {
-  for (;;) {
-    std::vector<Row> batch;
-    bool stop = false;
-    {
-      std::unique_lock lock(mu_);
-      wake_.wait_for(lock, flush_interval_, [this] { return stopping_ || queue_.size() >= 512 || done_ < pushed_; });
-      stop = stopping_;
-      const std::size_t n = std::min<std::size_t>(queue_.size(), 4096);
-      batch.reserve(n);
-      for (std::size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
-    if (!batch.empty()) write(batch);
-    {
-      std::lock_guard lock(mu_);
-      done_ += batch.size();
-      flushed_.notify_all();
-      if (stop && queue_.empty()) break;
-    }
-  }
-}
+using nlohmann::json;
 
 namespace {
 
-enum class Loss { None, Locked, DiskFull, Unavailable };
-
-Loss classify(int code) {
-  switch (code & 0xFF) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: return Loss::Locked;
-    case SQLITE_FULL: return Loss::DiskFull;
-    default: return Loss::Unavailable;
-  }
+Rollout read_rollout(SQLite::Statement& q) {
+  Rollout r;
+  r.id = q.getColumn(0).getInt64();
+  r.pipeline = q.getColumn(1).getString();
+  r.variants = json::parse(q.getColumn(2).getString()).get<std::map<std::string, std::string>>();
+  r.percent_bp = q.getColumn(3).getInt();
+  r.shadow_bp = q.getColumn(4).getInt();
+  r.status = parse_status(q.getColumn(5).getString()).value_or(RolloutStatus::Paused);
+  r.steps = json::parse(q.getColumn(6).getString()).get<std::vector<double>>();
+  r.step_index = q.getColumn(7).getInt();
+  r.dwell_ms = q.getColumn(8).getInt64();
+  r.step_ms = q.getColumn(9).getInt64();
+  r.created_ms = q.getColumn(10).getInt64();
+  r.updated_ms = q.getColumn(11).getInt64();
+  r.reason = q.getColumn(12).getString();
+  r.paused_percent_bp = q.getColumn(13).getInt();
+  return r;
 }
 
-void insert(SQLite::Database& db, const std::vector<std::variant<RequestRecord, ShadowRecord>>& batch) {
-  SQLite::Statement request(db,
-                            "INSERT INTO requests (time_ms, request_id, pipeline, rollout_id, arm, bucket, http_status, outcome, "
-                            "latency_us, fell_back, fallback_cause, error_class, peak_bytes, rss_bytes, variants) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  SQLite::Statement stage(db,
-                          "INSERT INTO stage_runs (request, stage, variant, plugin_version, start_us, duration_us, status, "
-                          "attempts, error_class, peak_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  SQLite::Statement shadow(db,
-                           "INSERT INTO shadow_results (time_ms, request_id, pipeline, rollout_id, candidate_ok, matched, "
-                           "first_difference, stable_latency_us, candidate_latency_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  SQLite::Transaction t(db);
-  for (const auto& row : batch) {
-    if (const auto* r = std::get_if<RequestRecord>(&row)) {
-      nlohmann::json variants = nlohmann::json::object();
-      for (const auto& s : r->stages) variants[s.stage] = s.variant;
-      request.reset();
-      request.bind(1, r->time_ms);
-      request.bind(2, r->request_id);
-      request.bind(3, r->pipeline);
-      request.bind(4, r->rollout_id);
-      request.bind(5, to_string(r->arm));
-      request.bind(6, r->bucket);
-      request.bind(7, r->http_status);
-      request.bind(8, r->outcome);
-      request.bind(9, r->latency_us);
-      request.bind(10, r->fell_back ? 1 : 0);
-      request.bind(11, r->fallback_cause);
-      request.bind(12, r->error_class);
-      request.bind(13, r->peak_bytes);
-      request.bind(14, r->rss_bytes);
-      request.bind(15, variants.dump());
-      request.exec();
-      const std::int64_t id = db.getLastInsertRowid();
-      for (const auto& s : r->stages) {
-        stage.reset();
-        stage.bind(1, id);
-        stage.bind(2, s.stage);
-        stage.bind(3, s.variant);
-        stage.bind(4, s.plugin_version);
-        stage.bind(5, s.start_us);
-        stage.bind(6, s.duration_us);
-        stage.bind(7, s.status);
-        stage.bind(8, s.attempts);
-        stage.bind(9, s.error_class);
-        stage.bind(10, s.peak_bytes);
-        stage.exec();
-      }
-    } else {
-      const auto& s = std::get<ShadowRecord>(row);
-      shadow.reset();
-      shadow.bind(1, s.time_ms);
-      shadow.bind(2, s.request_id);
-      shadow.bind(3, s.pipeline);
-      shadow.bind(4, s.rollout_id);
-      shadow.bind(5, s.candidate_ok ? 1 : 0);
-      shadow.bind(6, s.matched ? 1 : 0);
-      shadow.bind(7, s.first_difference);
-      shadow.bind(8, s.stable_latency_us);
-      shadow.bind(9, s.candidate_latency_us);
-      shadow.exec();
-    }
-  }
-  t.commit();
+constexpr const char* kRolloutColumns =
+    "SELECT id, pipeline, variants, percent_bp, shadow_bp, status, steps, step_index, dwell_ms, step_ms, created_ms, "
+    "updated_ms, reason, paused_percent_bp FROM rollouts ";
+
+void bind_window(SQLite::Statement& q, int first, const std::string& pipeline, const Window& w) {
+  q.bind(first, pipeline);
+  q.bind(first + 1, w.since_ms);
+  q.bind(first + 2, w.until_ms);
+  q.bind(first + 3, w.rollout_id);
 }
 
 }  // namespace
 
-// A batch is written in one transaction. A locked database is retried a few times; what still
-// cannot be written is counted by cause and dropped: no request ever waits on, or fails with, the
-// database.
-void RowWriter::write(std::vector<Row>& batch) {
-  Loss loss = Loss::None;
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    try {
-      if (!db_) db_ = open_database(path_);
-      insert(*db_, batch);
-      std::lock_guard lock(mu_);
-      counters_.written += batch.size();
-      return;
-    } catch (const SQLite::Exception& e) {
-      loss = classify(e.getErrorCode());
-      spdlog::warn("metrics writer: {} rows not written yet: {}", batch.size(), e.what());
-      if (loss != Loss::Locked) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50 << attempt));
-    } catch (const std::exception& e) {
-      loss = Loss::Unavailable;
-      db_.reset();
-      spdlog::warn("metrics writer: {} rows lost: {}", batch.size(), e.what());
-      break;
+MetricsStore::MetricsStore(const std::string& path) : db_(open_database(path)) {}
+
+std::vector<Rollout> MetricsStore::latest_rollouts() {
+  std::lock_guard lock(mu_);
+  std::vector<Rollout> out;
+  SQLite::Statement q(*db_, std::string(kRolloutColumns) + "WHERE id IN (SELECT MAX(id) FROM rollouts GROUP BY pipeline)");
+  while (q.executeStep()) out.push_back(read_rollout(q));
+  return out;
+}
+
+std::optional<Rollout> MetricsStore::rollout(std::int64_t id) {
+  std::lock_guard lock(mu_);
+  SQLite::Statement q(*db_, std::string(kRolloutColumns) + "WHERE id = ?");
+  q.bind(1, id);
+  if (!q.executeStep()) return std::nullopt;
+  return read_rollout(q);
+}
+
+std::map<std::string, std::map<std::string, std::string>> MetricsStore::stable_overrides() {
+  std::lock_guard lock(mu_);
+  std::map<std::string, std::map<std::string, std::string>> out;
+  SQLite::Statement o(*db_, "SELECT pipeline, stage, variant FROM stable_overrides");
+  while (o.executeStep()) out[o.getColumn(0).getString()][o.getColumn(1).getString()] = o.getColumn(2).getString();
+  return out;
+}
+
+void MetricsStore::save(Rollout& r, RolloutEvent event) {
+  std::lock_guard lock(mu_);
+  SQLite::Transaction t(*db_);
+  if (r.id == 0) {
+    SQLite::Statement ins(*db_,
+                          "INSERT INTO rollouts (pipeline, variants, percent_bp, shadow_bp, status, steps, step_index, dwell_ms, "
+                          "step_ms, created_ms, updated_ms, reason) VALUES (?, '{}', 0, 0, 'live', '[]', -1, 0, 0, ?, ?, '')");
+    ins.bind(1, r.pipeline);
+    ins.bind(2, r.created_ms);
+    ins.bind(3, r.created_ms);
+    ins.exec();
+    r.id = db_->getLastInsertRowid();
+  }
+  SQLite::Statement up(*db_,
+                       "UPDATE rollouts SET variants = ?, percent_bp = ?, shadow_bp = ?, status = ?, steps = ?, step_index = ?, "
+                       "dwell_ms = ?, step_ms = ?, updated_ms = ?, reason = ?, paused_percent_bp = ? WHERE id = ?");
+  up.bind(1, json(r.variants).dump());
+  up.bind(2, r.percent_bp);
+  up.bind(3, r.shadow_bp);
+  up.bind(4, to_string(r.status));
+  up.bind(5, json(r.steps).dump());
+  up.bind(6, r.step_index);
+  up.bind(7, r.dwell_ms);
+  up.bind(8, r.step_ms);
+  up.bind(9, r.updated_ms);
+  up.bind(10, r.reason);
+  up.bind(11, r.paused_percent_bp);
+  up.bind(12, r.id);
+  up.exec();
+  SQLite::Statement ev(*db_,
+                       "INSERT INTO rollout_events (rollout_id, time_ms, actor, action, reason, percent_bp, details) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)");
+  ev.bind(1, r.id);
+  ev.bind(2, event.time_ms);
+  ev.bind(3, event.actor);
+  ev.bind(4, event.action);
+  ev.bind(5, event.reason);
+  ev.bind(6, event.percent_bp);
+  ev.bind(7, event.details.empty() ? std::string() : event.details.dump());
+  ev.exec();
+  t.commit();
+}
+
+void MetricsStore::save_overrides(const std::string& pipeline, const std::map<std::string, std::string>& variants) {
+  std::lock_guard lock(mu_);
+  SQLite::Transaction t(*db_);
+  for (const auto& [stage, variant] : variants) {
+    SQLite::Statement q(*db_, "INSERT OR REPLACE INTO stable_overrides (pipeline, stage, variant) VALUES (?, ?, ?)");
+    q.bind(1, pipeline);
+    q.bind(2, stage);
+    q.bind(3, variant);
+    q.exec();
+  }
+  t.commit();
+}
+
+std::vector<RolloutEvent> MetricsStore::events(std::int64_t rollout_id, int limit) {
+  std::lock_guard lock(mu_);
+  std::vector<RolloutEvent> out;
+  SQLite::Statement q(*db_,
+                      "SELECT rollout_id, time_ms, actor, action, reason, percent_bp, details FROM rollout_events "
+                      "WHERE (? = 0 OR rollout_id = ?) ORDER BY id DESC LIMIT ?");
+  q.bind(1, rollout_id);
+  q.bind(2, rollout_id);
+  q.bind(3, limit);
+  while (q.executeStep()) {
+    RolloutEvent e{q.getColumn(0).getInt64(), q.getColumn(1).getInt64(), q.getColumn(2).getString(), q.getColumn(3).getString(),
+                   q.getColumn(4).getString(), q.getColumn(5).getInt()};
+    const std::string details = q.getColumn(6).getString();
+    if (!details.empty()) e.details = json::parse(details, nullptr, false);
+    if (e.details.is_discarded()) e.details = json::object();
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+bool MetricsStore::last_run_unclean() {
+  std::lock_guard lock(mu_);
+  SQLite::Statement q(*db_, "SELECT COUNT(*) FROM daemon_runs WHERE stopped_ms IS NULL");
+  const bool unclean = q.executeStep() && q.getColumn(0).getInt() > 0;
+  db_->exec("UPDATE daemon_runs SET stopped_ms = -1 WHERE stopped_ms IS NULL");
+  return unclean;
+}
+
+std::int64_t MetricsStore::begin_run() {
+  std::lock_guard lock(mu_);
+  SQLite::Statement ins(*db_, "INSERT INTO daemon_runs (started_ms) VALUES (?)");
+  ins.bind(1, now_ms());
+  ins.exec();
+  return db_->getLastInsertRowid();
+}
+
+void MetricsStore::end_run(std::int64_t run_id) {
+  std::lock_guard lock(mu_);
+  SQLite::Statement q(*db_, "UPDATE daemon_runs SET stopped_ms = ? WHERE id = ?");
+  q.bind(1, now_ms());
+  q.bind(2, run_id);
+  q.exec();
+}
+
+void MetricsStore::delete_before(std::int64_t cutoff_ms) {
+  std::lock_guard lock(mu_);
+  db_->exec("DELETE FROM requests WHERE time_ms < " + std::to_string(cutoff_ms));  // stage_runs cascade
+  db_->exec("DELETE FROM shadow_results WHERE time_ms < " + std::to_string(cutoff_ms));
+}
+
+std::map<std::string, ArmSamples> MetricsStore::arms(const std::string& pipeline, const Window& w, bool with_stages) {
+  std::lock_guard lock(mu_);
+  std::map<std::string, ArmSamples> arms;
+  std::string figures;
+  for (const auto& f : arm_figures()) figures += std::string(", ") + f.expression;
+  SQLite::Statement q(*db_, "SELECT arm, outcome, latency_us, fell_back, error_class, own_failure, peak_bytes" + figures +
+                                " FROM requests WHERE pipeline = ? AND time_ms >= ? AND time_ms < ? AND rollout_id = ?");
+  bind_window(q, 1, pipeline, w);
+  while (q.executeStep()) {
+    ArmSamples& a = arms[q.getColumn(0).getString()];
+    const std::string outcome = q.getColumn(1).getString();
+    const bool user_ok = outcome == "ok" || outcome == "partial";
+    if (outcome == "ok") ++a.ok;
+    else if (outcome == "partial") ++a.partial;
+    else ++a.errors;
+    const std::string error_class = q.getColumn(4).getString();
+    if (!error_class.empty()) ++a.user_error_classes[error_class];
+    // own_failure is "<stage>: <class>"; the guardrails group by class.
+    const std::string own = q.getColumn(5).getString();
+    const auto colon = own.rfind(": ");
+    a.outcomes.add(q.getColumn(2).getInt64() / 1000.0, static_cast<double>(q.getColumn(6).getInt64()), own.empty(), user_ok,
+                   q.getColumn(3).getInt() != 0, colon == std::string::npos ? own : own.substr(colon + 2));
+    int i = 7;
+    for (const auto& f : arm_figures()) a.figures[f.name].push_back(q.getColumn(i++).getDouble());
+  }
+  if (with_stages) {
+    SQLite::Statement s(*db_,
+                        "SELECT r.arm, s.stage, s.duration_us, s.status FROM stage_runs s JOIN requests r ON r.id = s.request "
+                        "WHERE r.pipeline = ? AND r.time_ms >= ? AND r.time_ms < ? AND r.rollout_id = ? "
+                        "AND s.status != 'skipped'");
+    bind_window(s, 1, pipeline, w);
+    while (s.executeStep()) {
+      ArmSamples& a = arms[s.getColumn(0).getString()];
+      const std::string stage = s.getColumn(1).getString();
+      a.stage_ms[stage].push_back(s.getColumn(2).getInt64() / 1000.0);
+      if (s.getColumn(3).getString() == "fell_back") ++a.stage_fallbacks[stage];
     }
   }
+  return arms;
+}
+
+ShadowOutcomes MetricsStore::shadow(const std::string& pipeline, const Window& w) {
   std::lock_guard lock(mu_);
-  switch (loss) {
-    case Loss::Locked: counters_.lost_locked += batch.size(); break;
-    case Loss::DiskFull: counters_.lost_disk_full += batch.size(); break;
-    default: counters_.lost_unavailable += batch.size(); break;
+  SQLite::Statement q(*db_,
+                      "SELECT COUNT(*), COALESCE(SUM(1 - matched), 0) FROM shadow_results "
+                      "WHERE pipeline = ? AND time_ms >= ? AND time_ms < ? AND rollout_id = ?");
+  bind_window(q, 1, pipeline, w);
+  ShadowOutcomes s;
+  if (q.executeStep()) {
+    s.compared = static_cast<double>(q.getColumn(0).getInt64());
+    s.mismatched = static_cast<double>(q.getColumn(1).getInt64());
   }
+  return s;
 }
 
 }  // namespace pipelined::rollout

@@ -1,5 +1,6 @@
-// The metrics database: migrations, the batched row writer, and the rollout state rows.
-// The writer owns its connection and thread; a request only pushes onto its bounded queue.
+// The metrics database: migrations, and every SQL statement the controller runs on its own
+// connection (rollout state, events, daemon runs, retention, the samples the guardrails and the
+// report read). The row writer (writer.h) has a connection of its own.
 #pragma once
 
 #include <SQLiteCpp/SQLiteCpp.h>
@@ -12,10 +13,13 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <variant>
+#include <optional>
+#include <map>
 #include <vector>
 
-#include "rollout/rollout.h"
+#include "rollout/guardrails.h"
+#include "rollout/records.h"
+#include "rollout/state.h"
 
 namespace pipelined::rollout {
 
@@ -34,53 +38,54 @@ std::unique_ptr<SQLite::Database> open_database(const std::string& path);
 
 std::int64_t now_ms();
 
-struct WriterCounters {
-  std::uint64_t written = 0;
-  std::uint64_t lost_queue_full = 0;  // queue at capacity: the writer could not keep up
-  std::uint64_t lost_locked = 0;      // database locked by another process past the retries
-  std::uint64_t lost_disk_full = 0;
-  std::uint64_t lost_unavailable = 0;  // database could not be opened, read-only, corrupt, I/O error
-  std::size_t queued = 0;
-  std::uint64_t lost() const { return lost_queue_full + lost_locked + lost_disk_full + lost_unavailable; }
+// Which requests a read covers: those of one rollout (0: served while none was live), started in
+// [since_ms, until_ms).
+struct Window {
+  std::int64_t rollout_id = 0;
+  std::int64_t since_ms = 0;
+  std::int64_t until_ms = INT64_MAX;
 };
 
-class RowWriter {
+// One arm's rows for the report; `outcomes` is what the guardrails judge.
+struct ArmSamples {
+  ArmOutcomes outcomes;
+  long ok = 0, partial = 0, errors = 0;
+  std::map<std::string, long> user_error_classes;            // what users got
+  std::map<std::string, std::vector<double>> figures;        // arm_figures() name -> values
+  std::map<std::string, std::vector<double>> stage_ms;       // stage -> durations
+  std::map<std::string, long> stage_fallbacks;               // stage -> runs that fell back
+};
+
+class MetricsStore {
  public:
-  RowWriter(std::string path, std::size_t capacity, std::chrono::milliseconds flush_interval);
-  ~RowWriter();  // stop()
+  // open_database(path); throws std::runtime_error as it does.
+  explicit MetricsStore(const std::string& path);
 
-  void start();
-  // Writes every queued row, then joins. Idempotent.
-  void stop();
+  // State. Every method throws SQLite::Exception (or std::runtime_error) when the database fails.
+  std::vector<Rollout> latest_rollouts();  // the newest rollout of each pipeline
+  std::optional<Rollout> rollout(std::int64_t id);
+  std::map<std::string, std::map<std::string, std::string>> stable_overrides();
+  // Writes the rollout (inserting it when its id is 0, which then gets its id) and the event, in
+  // one transaction.
+  void save(Rollout& rollout, RolloutEvent event);
+  void save_overrides(const std::string& pipeline, const std::map<std::string, std::string>& variants);
+  std::vector<RolloutEvent> events(std::int64_t rollout_id, int limit);  // newest first; rollout 0: all
 
-  // Never blocks on disk: a full queue drops the row and counts it.
-  void push(RequestRecord record);
-  void push(ShadowRecord record);
+  // Daemon runs: whether the last one ended without a clean stop, then a new one.
+  bool last_run_unclean();
+  std::int64_t begin_run();
+  void end_run(std::int64_t run_id);
 
-  // Blocks until what was queued before the call is written (or counted lost); for tests and
-  // for the report, which reads the database.
-  void flush();
+  // Deletes request and shadow rows that started before `cutoff_ms`.
+  void delete_before(std::int64_t cutoff_ms);
 
-  WriterCounters counters() const;
+  // Samples of `pipeline` per arm ("stable", "candidate").
+  std::map<std::string, ArmSamples> arms(const std::string& pipeline, const Window& window, bool with_stages);
+  ShadowOutcomes shadow(const std::string& pipeline, const Window& window);
 
  private:
-  using Row = std::variant<RequestRecord, ShadowRecord>;
-  void push_row(Row row);
-  void run();
-  void write(std::vector<Row>& batch);
-
-  std::string path_;
-  std::size_t capacity_;
-  std::chrono::milliseconds flush_interval_;
-  mutable std::mutex mu_;
-  std::condition_variable wake_, flushed_;
-  std::deque<Row> queue_;
-  bool stopping_ = false;
-  bool started_ = false;
-  std::uint64_t pushed_ = 0, done_ = 0;  // rows accepted, rows written or lost
-  WriterCounters counters_;
+  std::mutex mu_;
   std::unique_ptr<SQLite::Database> db_;
-  std::thread thread_;
 };
 
 }  // namespace pipelined::rollout

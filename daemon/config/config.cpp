@@ -284,6 +284,7 @@ void read_stage(Reader& r, const YAML::Node& node, const std::string& key, Stage
                  if (t.count() > 0) s.timeout = t;
                }},
               {"stable", [&](auto& n, auto& k) { r.read(n, k, s.stable); }},
+              {"candidate", [&](auto& n, auto& k) { r.read(n, k, s.candidate); }},
               {"variants", [&](auto& n, auto& k) {
                  if (!n.IsMap()) return r.error(n, k, "expected a map of variants");
                  for (const auto& kv : n) {
@@ -297,6 +298,15 @@ void read_stage(Reader& r, const YAML::Node& node, const std::string& key, Stage
   if (s.stable.empty()) r.error(node, key, "a stage needs 'stable' naming its stable variant");
   else if (!s.variants.empty() && s.variant(s.stable) == nullptr)
     r.error(node["stable"], join_key(key, "stable"), "stable variant '" + s.stable + "' is not among the variants");
+  if (!s.candidate.empty()) {
+    if (s.variant(s.candidate) == nullptr)
+      r.error(node["candidate"], join_key(key, "candidate"), "candidate variant '" + s.candidate + "' is not among the variants");
+    else if (s.candidate == s.stable)
+      r.error(node["candidate"], join_key(key, "candidate"), "the candidate variant must differ from the stable one");
+  } else if (s.variants.size() == 2) {
+    for (const auto& v : s.variants)
+      if (v.name != s.stable) s.candidate = v.name;  // the only other variant
+  }
 }
 
 void read_pipeline(Reader& r, const YAML::Node& node, const std::string& key, PipelineConfig& p) {
@@ -493,6 +503,10 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
                      {"guardrail_window_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, ro.guardrail_window); }},
                      {"min_samples_per_arm", [&](auto& fn, auto& fk) { r.read_int(fn, fk, ro.min_samples_per_arm, 1, 100000000); }},
                      {"min_success_rate", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.min_success_rate, 0, 1); }},
+                     {"alpha", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.alpha, 1e-6, 0.5); }},
+                     {"srm_alpha", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.srm_alpha, 1e-9, 0.5); }},
+                     {"hard_min_success_rate", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.hard_min_success_rate, 0, 1); }},
+                     {"hard_min_requests", [&](auto& fn, auto& fk) { r.read_int(fn, fk, ro.hard_min_requests, 1, 100000000); }},
                      {"min_time_saved", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.min_time_saved, -1, 1); }},
                      {"max_memory_increase", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.max_memory_increase, 0, 100); }},
                      {"max_error_class_spike", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.max_error_class_spike, 0, 1); }},

@@ -65,6 +65,9 @@ struct StageConfig {
   bool stream_input = false;       // `input: stream`: reads items of its single need as they are emitted
   std::vector<VariantConfig> variants;
   std::string stable;  // name of the stable variant
+  // The variant a rollout that names no stages switches this stage to. Empty in the file: the
+  // stage's only non-stable variant, if it has exactly one (config.cpp fills it in).
+  std::string candidate;
   OnFailure on_failure = OnFailure::Fail;
   bool fallback_to_stable = true;  // a failing non-stable variant reruns on stable
   std::optional<Millis> timeout;   // per stage run; candidate past it falls back
@@ -104,8 +107,12 @@ struct RolloutConfig {
   bool allow_force_header = false;  // X-Pipelined-Arm: stable|candidate honoured only when true
   Millis guardrail_interval{10000};
   Millis guardrail_window{600000};
-  int min_samples_per_arm = 50;
-  double min_success_rate = 0.95;
+  int min_samples_per_arm = 30;       // sequential tests judge once each arm has this many
+  double alpha = 0.05;                // total error budget of the guardrails, split across them
+  double srm_alpha = 0.001;           // sample-ratio mismatch test
+  double hard_min_success_rate = 0.80;  // fast path: candidate success below this ...
+  int hard_min_requests = 20;           // ... after this many candidate requests rolls back at once
+  double min_success_rate = 0.95;     // the candidate's own success: no attempt failed
   double min_time_saved = 0.10;         // candidate median latency at least 10 % below stable
   double max_memory_increase = 0.20;    // candidate median peak bytes at most 20 % above stable
   double max_error_class_spike = 0.05;  // a new error class above this share of candidate requests

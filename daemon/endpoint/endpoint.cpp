@@ -206,6 +206,17 @@ nlohmann::json render(const nlohmann::json& response_template, const engine::Run
   return out;
 }
 
+nlohmann::json without_meta(const nlohmann::json& t, nlohmann::json body) {
+  if (t.is_string() && t.get_ref<const std::string&>().rfind("$meta.", 0) == 0) return nullptr;
+  if (t.is_object() && body.is_object()) {
+    for (const auto& [k, v] : t.items())
+      if (body.contains(k)) body[k] = without_meta(v, std::move(body[k]));
+  } else if (t.is_array() && body.is_array()) {
+    for (std::size_t i = 0; i < t.size() && i < body.size(); ++i) body[i] = without_meta(t[i], std::move(body[i]));
+  }
+  return body;
+}
+
 int status_for(const engine::RunResult& result) {
   if (result.ok || result.partial) return 200;
   const std::string& c = result.error_class;

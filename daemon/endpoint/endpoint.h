@@ -57,6 +57,10 @@ struct ResponseMeta {
 // also gets "partial": true and "missing_stages": [...].
 nlohmann::json render(const nlohmann::json& response_template, const engine::RunResult& result, const ResponseMeta& meta);
 
+// The body with every member the template fills from "$meta." set to null: what differs between
+// two runs by nature (request id, elapsed time, variants), so shadow comparison leaves it out.
+nlohmann::json without_meta(const nlohmann::json& response_template, nlohmann::json body);
+
 // HTTP status of a finished run: 200 for complete or partial results; a failed run maps its error
 // class: upstream / rate_limited / malformed -> 502, timeout -> 504, invalid_input -> 422, else 500.
 int status_for(const engine::RunResult& result);

@@ -40,7 +40,7 @@ class PipectlTest : public ::testing::Test {
                    "\nrollout: { sticky_key: 'header:X-User-Id', min_samples_per_arm: 5, guardrail_interval_ms: 3600000 }\n"
                    "pipelines:\n  p:\n    stages:\n"
                    "      echo: { variants: { serial: { plugin: test_echo }, parallel: { plugin: test_echo_parallel },"
-                   " broken: { plugin: test_fail_parallel } }, stable: serial }\n"
+                   " broken: { plugin: test_fail_parallel } }, stable: serial, candidate: parallel }\n"
                    "  w:\n    fallback: whole_request\n    stages:\n"
                    "      echo: { fallback: false, variants: { serial: { plugin: test_echo }, broken: { plugin: test_fail_parallel } }, stable: serial }\n"
                    "endpoints:\n  - { method: POST, path: /run, pipeline: p, request: { format: json }, response: { out: $stages.echo } }\n"

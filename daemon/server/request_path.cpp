@@ -1,0 +1,154 @@
+#include "daemon/server/request_path.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <random>
+
+#include "daemon/endpoint/endpoint.h"
+#include "daemon/server/recorder.h"
+
+namespace pipelined::server {
+
+namespace http = boost::beast::http;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+struct RequestPath::Exchange {
+  Reply reply;
+  unsigned version = 11;
+  bool keep_alive = true;
+  std::string request_id;
+  std::shared_ptr<const plugin_host::PluginSet> plugins;
+  const config::EndpointConfig* endpoint = nullptr;  // owned by plugins->config
+  rollout::Assignment assignment;
+  engine::Payload input;  // kept for a whole-request fallback and shadow runs
+  Clock::time_point started = Clock::now();
+  std::uint64_t serial = 0;
+  bool whole_fallback = false;
+  std::string whole_failure;
+};
+
+RequestPath::RequestPath(engine::Engine& engine, rollout::RolloutController& rollout) : engine_(engine), rollout_(rollout) {
+  std::random_device rd;
+  char prefix[9];
+  std::snprintf(prefix, sizeof prefix, "%08x", rd());
+  id_prefix_ = prefix;
+}
+
+void RequestPath::serve(Request&& req, Reply reply, std::shared_ptr<const plugin_host::PluginSet> plugins,
+                        const config::EndpointConfig& endpoint) {
+  const unsigned version = req.version();
+  const bool keep_alive = req.keep_alive();
+  auto input = endpoint::build_input(endpoint, req[http::field::content_type], req.body());
+  if (auto* e = std::get_if<endpoint::HttpError>(&input)) return reply(error_response(version, keep_alive, e->status, e->message));
+
+  auto x = std::make_shared<Exchange>();
+  x->reply = std::move(reply);
+  x->version = version;
+  x->keep_alive = keep_alive;
+  x->plugins = std::move(plugins);
+  x->endpoint = &endpoint;
+  x->input = std::move(std::get<engine::Payload>(input));
+  x->serial = next_serial_++;
+  x->request_id = std::string(req["X-Request-Id"]);
+  if (x->request_id.empty() || x->request_id.size() > 128) x->request_id = id_prefix_ + "-" + std::to_string(x->serial);
+
+  auto header = [&req](std::string_view n) { return std::string(req[n]); };
+  const std::string key = endpoint::sticky_key(x->plugins->config->rollout.sticky_key, header, x->input);
+  std::optional<rollout::Arm> forced;
+  const std::string force = header("X-Pipelined-Arm");
+  if (force == "stable") forced = rollout::Arm::Stable;
+  if (force == "candidate") forced = rollout::Arm::Candidate;
+  x->assignment = rollout_.assign(endpoint.pipeline, key, forced);
+  start_run(x, x->assignment.variants);
+}
+
+void RequestPath::start_run(const std::shared_ptr<Exchange>& x, std::map<std::string, std::string> variants) {
+  engine::RunRequest run;
+  run.request_id = x->request_id;
+  run.pipeline = x->endpoint->pipeline;
+  run.deadline = x->started + x->plugins->config->server.request_timeout;
+  run.input = x->input;
+  run.variants = std::move(variants);
+  {
+    std::lock_guard lock(inflight_mu_);
+    inflight_[x->serial] = run.cancelled;
+  }
+  engine_.run(x->plugins, std::move(run), [this, x](engine::RunResult r) { finish(x, std::move(r)); });
+}
+
+void RequestPath::finish(const std::shared_ptr<Exchange>& x, engine::RunResult r) {
+  if (!r.ok && !r.partial && !x->whole_fallback && x->assignment.arm == rollout::Arm::Candidate &&
+      x->assignment.fallback_whole_request && Clock::now() < x->started + x->plugins->config->server.request_timeout && !draining_) {
+    spdlog::info("[{}] candidate run failed ({}: {}); rerunning the whole request on stable", x->request_id, r.error_class, r.error_message);
+    x->whole_fallback = true;
+    x->whole_failure = own_failure(r);
+    return start_run(x, {});
+  }
+  {
+    std::lock_guard lock(inflight_mu_);
+    inflight_.erase(x->serial);
+  }
+  const int status = endpoint::status_for(r);
+  endpoint::ResponseMeta meta{x->request_id, std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - x->started), {}};
+  for (const auto& s : r.stages)
+    if (!s.variant.empty()) meta.variants[s.stage] = s.variant;
+  json body = (r.ok || r.partial) ? endpoint::render(x->endpoint->response, r, meta) : endpoint::error_body(status, r.error_message, r.error_class);
+  auto response = json_response(x->version, x->keep_alive, status, body.dump());
+  response.set("X-Request-Id", x->request_id);
+  response.set("X-Pipelined-Arm", rollout::to_string(x->assignment.arm));
+  x->reply(std::move(response));
+
+  FinishedRequest done{x->request_id, x->endpoint->pipeline, &x->assignment, x->started, meta.elapsed, status, x->whole_fallback,
+                       x->whole_failure};
+  rollout_.record(request_record(done, r));
+  if (x->assignment.shadow && (r.ok || r.partial)) run_shadow(x, std::move(body), meta.elapsed);
+}
+
+// The candidate runs beside stable after the response went out; only the comparison is kept.
+void RequestPath::run_shadow(const std::shared_ptr<Exchange>& x, json stable_body, std::chrono::microseconds stable_elapsed) {
+  ++shadows_;
+  engine::RunRequest run;
+  run.request_id = x->request_id + "-shadow";
+  run.pipeline = x->endpoint->pipeline;
+  run.deadline = Clock::now() + x->plugins->config->server.request_timeout;
+  run.input = x->input;
+  run.variants = x->assignment.shadow_variants;
+  const auto shadow_started = Clock::now();
+  engine_.run(x->plugins, std::move(run), [this, x, stable_body = std::move(stable_body), stable_elapsed, shadow_started](engine::RunResult r) {
+    rollout::ShadowRecord rec;
+    rec.time_ms = x->assignment.started_ms;
+    rec.request_id = x->request_id;
+    rec.pipeline = x->endpoint->pipeline;
+    rec.rollout_id = x->assignment.rollout_id;
+    rec.candidate_ok = r.ok;
+    rec.stable_latency_us = stable_elapsed.count();
+    rec.candidate_latency_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - shadow_started).count();
+    if (r.ok || r.partial) {
+      const json& t = x->endpoint->response;
+      const json candidate = endpoint::without_meta(t, endpoint::render(t, r, {x->request_id, {}, {}}));
+      rec.first_difference = rollout_.compare_outputs(endpoint::without_meta(t, stable_body), candidate);
+      rec.matched = rec.first_difference.empty();
+    } else {
+      rec.first_difference = "run failed: " + r.error_class;
+    }
+    rollout_.record_shadow(std::move(rec));
+    --shadows_;
+  });
+}
+
+std::size_t RequestPath::in_flight() const {
+  std::lock_guard lock(inflight_mu_);
+  return inflight_.size();
+}
+
+bool RequestPath::busy() const { return in_flight() > 0 || shadows_ > 0; }
+
+void RequestPath::cancel_all() {
+  std::lock_guard lock(inflight_mu_);
+  if (!inflight_.empty()) spdlog::warn("drain timeout: cancelling {} requests", inflight_.size());
+  for (auto& [id, flag] : inflight_) flag->store(true);
+}
+
+}  // namespace pipelined::server

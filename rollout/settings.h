@@ -1,0 +1,64 @@
+// What the rollout controller needs to know, filled by its owner (the daemon from its config, a
+// test or the decision simulator directly). rollout/ reads no config file of its own.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "rollout/compare.h"
+
+namespace pipelined::rollout {
+
+using Millis = std::chrono::milliseconds;
+
+struct StageCatalog {
+  std::string name;
+  std::string stable;
+  // The variant a rollout that names no stages switches this stage to; "" for none. The daemon
+  // takes it from the stage's `candidate:` key, or the stage's only non-stable variant.
+  std::string candidate;
+  std::vector<std::string> variants;
+  bool has_variant(const std::string& v) const;
+};
+
+struct PipelineCatalog {
+  std::string name;
+  std::vector<StageCatalog> stages;
+  bool fallback_whole_request = false;
+  const StageCatalog* stage(const std::string& stage_name) const;
+};
+
+// The team's rule, and the error budget the sequential tests may spend deciding it.
+struct Criteria {
+  double min_success_rate = 0.95;     // candidate's own success (no attempt failed)
+  double min_time_saved = 0.10;       // candidate latency at least this much below stable
+  double max_memory_increase = 0.20;  // candidate peak heap at most this much above stable
+  double max_error_class_spike = 0.05;
+  double max_shadow_mismatch = 0.01;
+  double alpha = 0.05;                // total, split across the guardrails (guardrails.cpp)
+  double srm_alpha = 0.001;
+  double hard_min_success_rate = 0.80;  // critical: below this after hard_min_requests, at once
+  int hard_min_requests = 20;
+  int min_samples_per_arm = 30;       // the tests judge from this many per arm on
+};
+
+struct RolloutSettings {
+  std::vector<PipelineCatalog> pipelines;
+  Criteria criteria;
+  bool allow_force_header = false;
+  Millis guardrail_interval{10000};
+  Millis guardrail_window{600000};
+  std::vector<double> steps;  // default steps of a rollout that names none; empty = manual
+  Millis step_dwell{3600000};
+  CompareRules shadow_rules;
+  std::string database_path = "var/pipelined.db";
+  int retention_days = 30;
+  std::size_t queue_capacity = 100000;
+  Millis flush_interval{200};
+
+  const PipelineCatalog* pipeline(const std::string& name) const;
+};
+
+}  // namespace pipelined::rollout

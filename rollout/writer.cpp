@@ -1,0 +1,182 @@
+#include "rollout/writer.h"
+
+#include <sqlite3.h>
+#include <spdlog/spdlog.h>
+
+#include "rollout/columns.h"
+#include "rollout/store.h"
+
+namespace pipelined::rollout {
+
+RowWriter::RowWriter(std::string path, std::size_t capacity, std::chrono::milliseconds flush_interval)
+    : path_(std::move(path)), capacity_(capacity), flush_interval_(flush_interval) {}
+
+RowWriter::~RowWriter() { stop(); }
+
+void RowWriter::start() {
+  std::lock_guard lock(mu_);
+  if (started_) return;
+  started_ = true;
+  thread_ = std::thread([this] { run(); });
+}
+
+void RowWriter::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (!started_ || stopping_) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void RowWriter::push(RequestRecord record) { push_row(std::move(record)); }
+void RowWriter::push(ShadowRecord record) { push_row(std::move(record)); }
+
+void RowWriter::push_row(Row row) {
+  std::lock_guard lock(mu_);
+  if (queue_.size() >= capacity_ || stopping_) {
+    ++counters_.lost_queue_full;
+    return;
+  }
+  queue_.push_back(std::move(row));
+  ++pushed_;
+  if (queue_.size() == 512) wake_.notify_one();  // a full batch: no need to wait for the interval
+}
+
+void RowWriter::flush() {
+  std::unique_lock lock(mu_);
+  if (!started_) return;
+  const std::uint64_t target = pushed_;
+  wake_.notify_one();
+  flushed_.wait(lock, [&] { return done_ >= target; });
+}
+
+WriterCounters RowWriter::counters() const {
+  std::lock_guard lock(mu_);
+  WriterCounters c = counters_;
+  c.queued = queue_.size();
+  return c;
+}
+
+void RowWriter::run() {
+  for (;;) {
+    std::vector<Row> batch;
+    bool stop = false;
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait_for(lock, flush_interval_, [this] { return stopping_ || queue_.size() >= 512 || done_ < pushed_; });
+      stop = stopping_;
+      const std::size_t n = std::min<std::size_t>(queue_.size(), 4096);
+      batch.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    if (!batch.empty()) write(batch);
+    {
+      std::lock_guard lock(mu_);
+      done_ += batch.size();
+      flushed_.notify_all();
+      if (stop && queue_.empty()) break;
+    }
+  }
+}
+
+namespace {
+
+enum class Loss { None, Locked, DiskFull, Unavailable };
+
+Loss classify(int code) {
+  switch (code & 0xFF) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return Loss::Locked;
+    case SQLITE_FULL: return Loss::DiskFull;
+    default: return Loss::Unavailable;
+  }
+}
+
+void insert(SQLite::Database& db, const std::vector<std::variant<RequestRecord, ShadowRecord>>& batch) {
+  SQLite::Statement request(db, request_insert_sql());
+  SQLite::Statement stage(db,
+                          "INSERT INTO stage_runs (request, stage, variant, plugin_version, start_us, duration_us, status, "
+                          "attempts, error_class, peak_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  SQLite::Statement shadow(db,
+                           "INSERT INTO shadow_results (time_ms, request_id, pipeline, rollout_id, candidate_ok, matched, "
+                           "first_difference, stable_latency_us, candidate_latency_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  SQLite::Transaction t(db);
+  for (const auto& row : batch) {
+    if (const auto* r = std::get_if<RequestRecord>(&row)) {
+      request.reset();
+      int index = 1;
+      for (const auto& column : request_columns()) column.bind(request, index++, *r);
+      request.exec();
+      const std::int64_t id = db.getLastInsertRowid();
+      for (const auto& s : r->stages) {
+        stage.reset();
+        stage.bind(1, id);
+        stage.bind(2, s.stage);
+        stage.bind(3, s.variant);
+        stage.bind(4, s.plugin_version);
+        stage.bind(5, s.start_us);
+        stage.bind(6, s.duration_us);
+        stage.bind(7, s.status);
+        stage.bind(8, s.attempts);
+        stage.bind(9, s.error_class);
+        stage.bind(10, s.peak_bytes);
+        stage.exec();
+      }
+    } else {
+      const auto& s = std::get<ShadowRecord>(row);
+      shadow.reset();
+      shadow.bind(1, s.time_ms);
+      shadow.bind(2, s.request_id);
+      shadow.bind(3, s.pipeline);
+      shadow.bind(4, s.rollout_id);
+      shadow.bind(5, s.candidate_ok ? 1 : 0);
+      shadow.bind(6, s.matched ? 1 : 0);
+      shadow.bind(7, s.first_difference);
+      shadow.bind(8, s.stable_latency_us);
+      shadow.bind(9, s.candidate_latency_us);
+      shadow.exec();
+    }
+  }
+  t.commit();
+}
+
+}  // namespace
+
+// A batch is written in one transaction. A locked database is retried a few times; what still
+// cannot be written is counted by cause and dropped: no request ever waits on, or fails with, the
+// database.
+void RowWriter::write(std::vector<Row>& batch) {
+  Loss loss = Loss::None;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    try {
+      if (!db_) db_ = open_database(path_);
+      insert(*db_, batch);
+      std::lock_guard lock(mu_);
+      counters_.written += batch.size();
+      return;
+    } catch (const SQLite::Exception& e) {
+      loss = classify(e.getErrorCode());
+      spdlog::warn("metrics writer: {} rows not written yet: {}", batch.size(), e.what());
+      if (loss != Loss::Locked) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50 << attempt));
+    } catch (const std::exception& e) {
+      loss = Loss::Unavailable;
+      db_.reset();
+      spdlog::warn("metrics writer: {} rows lost: {}", batch.size(), e.what());
+      break;
+    }
+  }
+  std::lock_guard lock(mu_);
+  switch (loss) {
+    case Loss::Locked: counters_.lost_locked += batch.size(); break;
+    case Loss::DiskFull: counters_.lost_disk_full += batch.size(); break;
+    default: counters_.lost_unavailable += batch.size(); break;
+  }
+}
+
+}  // namespace pipelined::rollout
