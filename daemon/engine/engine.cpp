@@ -11,9 +11,7 @@
 #include <thread>
 
 #include "daemon/memory/memory_account.h"
-#if PIPELINED_ENGINE_OUTBOUND
 #include "daemon/outbound/outbound.h"
-#endif
 
 namespace pipelined::engine {
 
@@ -343,7 +341,6 @@ int post(pl_run_context* ctx, void (*fn)(void*), void* arg) {
 }
 
 int http_send(pl_run_context* ctx, const pl_http_request* request, pl_http_callback callback, void* user) {
-#if PIPELINED_ENGINE_OUTBOUND
   outbound::OutboundClient* client = ctx->request->outbound;
   if (client == nullptr) return PL_ERROR;
   outbound::Request r;
@@ -366,10 +363,6 @@ int http_send(pl_run_context* ctx, const pl_http_request* request, pl_http_callb
     callback(user, &c);
   });
   return PL_OK;
-#else
-  (void)ctx, (void)request, (void)callback, (void)user;
-  return PL_ERROR;
-#endif
 }
 
 }  // namespace
