@@ -21,6 +21,7 @@
 // constructor or run() becomes an error result (StageError keeps its class, others are "internal").
 #pragma once
 
+#include <pipelined/payload.hpp>
 #include <pipelined/plugin_abi.h>
 
 #include <nlohmann/json.hpp>
@@ -44,24 +45,6 @@
 #include <vector>
 
 namespace pipelined::sdk {
-
-struct Attachment {
-  std::string name;
-  std::string content_type;
-  // Shared so that passing an image along does not copy it.
-  std::shared_ptr<const std::string> data;
-};
-
-struct Payload {
-  nlohmann::json json = nlohmann::json::object();
-  std::vector<Attachment> attachments;
-
-  const Attachment* attachment(std::string_view name) const {
-    for (const auto& a : attachments)
-      if (a.name == name) return &a;
-    return nullptr;
-  }
-};
 
 // Thrown by a stage to fail with a specific error class (see PL_ERR_* in plugin_abi.h).
 class StageError : public std::runtime_error {
@@ -91,40 +74,6 @@ struct HttpRequest {
   std::string body;
   std::int64_t timeout_ms = 0;
 };
-
-namespace detail {
-
-inline Payload from_c(const pl_payload& p) {
-  Payload out;
-  if (p.json != nullptr && p.json_size > 0) out.json = nlohmann::json::parse(p.json, p.json + p.json_size);
-  out.attachments.reserve(p.attachment_count);
-  for (size_t i = 0; i < p.attachment_count; ++i) {
-    const pl_attachment& a = p.attachments[i];
-    out.attachments.push_back(
-        {a.name ? a.name : "", a.content_type ? a.content_type : "",
-         std::make_shared<const std::string>(reinterpret_cast<const char*>(a.data), a.size)});
-  }
-  return out;
-}
-
-// Keeps the serialized JSON and the C attachment array alive while the host reads them.
-struct CPayload {
-  std::string json;
-  std::vector<pl_attachment> attachments;
-  pl_payload view{};
-
-  explicit CPayload(const Payload& p) : json(p.json.dump()) {
-    attachments.reserve(p.attachments.size());
-    for (const auto& a : p.attachments)
-      attachments.push_back({a.name.c_str(), a.content_type.c_str(),
-                             a.data ? reinterpret_cast<const uint8_t*>(a.data->data()) : nullptr,
-                             a.data ? a.data->size() : 0});
-    view = {json.data(), json.size(), attachments.data(), attachments.size()};
-  }
-};
-
-}  // namespace detail
-
 
 // ---- coroutines --------------------------------------------------------------------------------
 
@@ -253,8 +202,8 @@ class Context {
 
   // Hands one item to downstream stages that consume this stage as a stream.
   void emit(const Payload& item) const {
-    detail::CPayload c(item);
-    host_->emit_item(ctx_, &c.view);
+    const EncodedPayload c(item);
+    host_->emit_item(ctx_, &c.view());
   }
 
   // Next item of the upstream stream; false at the end of the stream. Throws when cancelled.
@@ -263,7 +212,7 @@ class Context {
     int rc = host_->next_item(ctx_, &p);
     if (rc == PL_END) return false;
     if (rc != PL_OK) throw StageError(PL_ERR_TIMEOUT, "request cancelled while waiting for input items");
-    item = detail::from_c(p);
+    item = decode_payload(p);
     return true;
   }
 
@@ -306,7 +255,7 @@ class Context {
       if (answered) {
         if (poll.rc == PL_END) co_return std::nullopt;
         if (poll.rc != PL_OK) throw StageError(PL_ERR_TIMEOUT, "request cancelled while waiting for input items");
-        co_return detail::from_c(poll.item);
+        co_return decode_payload(poll.item);
       }
       // Woken: the stream changed; poll again.
     }
@@ -557,8 +506,8 @@ void* create(const char* config_json, size_t config_size, const pl_host_services
 inline int report(const pl_host_services* host, pl_run_context* ctx, const Payload* output, std::exception_ptr error) noexcept {
   try {
     if (!error) {
-      CPayload c(*output);
-      return host->set_output(ctx, &c.view);
+      const EncodedPayload c(*output);
+      return host->set_output(ctx, &c.view());
     }
     std::rethrow_exception(error);
   } catch (const StageError& e) {
@@ -593,7 +542,7 @@ inline int run(void* instance, pl_run_context* ctx, const pl_payload* input) noe
   std::optional<Payload> output;
   std::exception_ptr error;
   try {
-    Payload in = from_c(*input);
+    Payload in = decode_payload(*input);
     if (self->async_stage) {
       run_async(self, ctx, std::move(in));  // runs to its first wait, then goes on from host callbacks
       return PL_PENDING;
