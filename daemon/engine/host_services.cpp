@@ -66,27 +66,27 @@ int emit_item(pl_run_context* ctx, const pl_payload* item) {
   }
 }
 
-// The reader's next item, the end, its cancellation, or PL_PENDING: nothing yet. Under stream.mu.
+// The reader's next item, the end, its cancellation, or PL_ITEM_PENDING: nothing yet. Under stream.mu.
 int read_item(pl_run_context* ctx, ItemStream& stream, pl_payload* item) {
   if (ctx->read_cursor < stream.items.size()) {
     const Payload& next = stream.items[ctx->read_cursor++];
     ctx->current_item.emplace(next);
     *item = ctx->current_item->view();
-    return PL_OK;
+    return PL_ITEM_OK;
   }
-  if (stream.ended) return PL_END;
-  if (cancelled(ctx)) return PL_CANCELLED;
-  return PL_PENDING;
+  if (stream.ended) return PL_ITEM_END;
+  if (cancelled(ctx)) return PL_ITEM_CANCELLED;
+  return PL_ITEM_PENDING;
 }
 
 int next_item(pl_run_context* ctx, pl_payload* item) {
   StageRun* source = ctx->stage->stream_source;
-  if (source == nullptr) return PL_END;
+  if (source == nullptr) return PL_ITEM_END;
   ItemStream& stream = *source->emitted;
   std::unique_lock lock(stream.mu);
   for (;;) {
     const int rc = read_item(ctx, stream, item);
-    if (rc != PL_PENDING) return rc;
+    if (rc != PL_ITEM_PENDING) return rc;
     // Wakes on every item; the timeout only bounds how late a cancellation is noticed.
     stream.changed.wait_for(lock, std::chrono::milliseconds(20));
   }
@@ -104,13 +104,13 @@ void group_destroy(pl_task_group* group) { delete group; }
 
 int poll_item(pl_run_context* ctx, pl_payload* item, void (*wake)(void*), void* user) {
   StageRun* source = ctx->stage->stream_source;
-  if (source == nullptr) return PL_END;
+  if (source == nullptr) return PL_ITEM_END;
   ItemStream& stream = *source->emitted;
   std::lock_guard lock(stream.mu);
   // An abandonment sets the phase before it wakes this reader under stream.mu, so a reader sees
   // either the phase here or the wake.
   const int rc = read_item(ctx, stream, item);
-  if (rc == PL_PENDING) stream.waiters.push_back({ctx, wake, user, ctx->request->plugins});
+  if (rc == PL_ITEM_PENDING) stream.waiters.push_back({ctx, wake, user, ctx->request->plugins});
   return rc;
 }
 

@@ -61,7 +61,7 @@ struct RequestRun {
 }  // namespace pipelined::engine
 
 // One attempt of one stage of one request: what the host services act on. Heap-allocated (see
-// Watchdog::new_context): a run that returned PL_PENDING keeps it until complete(), possibly
+// Watchdog::new_context): a run that returned PL_RUN_PENDING keeps it until complete(), possibly
 // after the engine stopped waiting.
 struct pl_run_context {
   enum Phase { Running, Completed /* the plugin ended the run */, Abandoned /* the engine stopped waiting */ };
@@ -76,10 +76,10 @@ struct pl_run_context {
   // Holders: the plugin until complete(), plus the engine's abandon() while it is queued or runs.
   // The last Watchdog::release() frees the context.
   std::atomic<int> holders{1};
-  std::mutex mu;              // orders complete() against run() returning PL_PENDING
+  std::mutex mu;              // orders complete() against run() returning PL_RUN_PENDING
   bool run_returned = false;  // guarded by mu
   bool completed = false;     // guarded by mu: complete() was called ...
-  int completed_status = PL_ERROR;  // ... with this status
+  int completed_status = PL_RUN_ERROR;  // ... with this status
   std::optional<pipelined::engine::Payload> output;
   std::string error_class, error_message;
   std::vector<pipelined::engine::Payload> emitted;  // in order, for {"items": [...]}

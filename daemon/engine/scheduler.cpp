@@ -177,13 +177,13 @@ void Scheduler::start_attempt(const std::shared_ptr<RequestRun>& run, StageRun& 
     ctx->stage_timeout_limits = true;
   }
   ctx->account->parent = &run->account;
-  int rc = PL_ERROR;
+  int rc = PL_RUN_ERROR;
   {
     memory::ScopedAccount scope(ctx->account.get());
     const sdk::EncodedPayload c_input(stage.input);
     rc = instance->run(ctx, &c_input.view());
   }
-  if (rc == PL_PENDING) {
+  if (rc == PL_RUN_PENDING) {
     std::lock_guard lock(ctx->mu);
     ctx->run_returned = true;
     if (!ctx->completed) {
@@ -218,7 +218,7 @@ void Scheduler::finish_attempt(pl_run_context* ctx, int rc) {
   // returns. Past the stage's own timeout the attempt counts as failed even if it produced output.
   const bool timed_out = Clock::now() >= ctx->deadline;
   bool ok = false;
-  if (rc == PL_OK && !timed_out && (ctx->output || !ctx->emitted.empty())) {
+  if (rc == PL_RUN_OK && !timed_out && (ctx->output || !ctx->emitted.empty())) {
     if (ctx->output) {
       stage.output = std::move(*ctx->output);
     } else {
@@ -233,7 +233,7 @@ void Scheduler::finish_attempt(pl_run_context* ctx, int rc) {
     if (timed_out) {
       rec.error_class = PL_ERR_TIMEOUT;
       rec.error_message = deadline_message(*ctx);
-    } else if (rc == PL_OK) {
+    } else if (rc == PL_RUN_OK) {
       rec.error_class = PL_ERR_INTERNAL;
       rec.error_message = "plugin returned PL_OK without an output";
     } else {

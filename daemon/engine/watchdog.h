@@ -1,5 +1,5 @@
 // The engine's watchdog (engine internal; not part of engine.h): watches runs that returned
-// PL_PENDING for their deadline and their request's cancellation, and counts run contexts, which
+// PL_RUN_PENDING for their deadline and their request's cancellation, and counts run contexts, which
 // are reference counted so that an abandoned run keeps its context until its complete().
 #pragma once
 
@@ -29,7 +29,7 @@ class Watchdog {
   // Drops one holder; the last one frees the context.
   void release(pl_run_context* ctx);
 
-  // Watches a run that returned PL_PENDING and has not completed.
+  // Watches a run that returned PL_RUN_PENDING and has not completed.
   void watch(pl_run_context* ctx);
   // Stops watching a run that completed; nothing happens for a context not watched.
   void unwatch(pl_run_context* ctx);
@@ -43,7 +43,7 @@ class Watchdog {
 
   Abandon abandon_;
 
-  // Runs that returned PL_PENDING, watched for their deadline and their request's cancellation:
+  // Runs that returned PL_RUN_PENDING, watched for their deadline and their request's cancellation:
   // past either, the engine stops waiting (abandons the run) and goes on without its output.
   std::mutex pending_mu_;
   std::condition_variable pending_cv_;
