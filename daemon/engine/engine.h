@@ -87,9 +87,8 @@ class Engine {
   // run() and wait; for tests and benchmarks.
   RunResult run_sync(std::shared_ptr<const plugin_host::PluginSet> plugins, RunRequest request);
 
-  struct Impl;  // engine.cpp; public only so the host services there can name it
-
  private:
+  struct Impl;  // engine_impl.h
   std::unique_ptr<Impl> impl_;
 };
 

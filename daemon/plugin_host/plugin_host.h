@@ -71,7 +71,9 @@ struct PluginInfo {
 
 class PluginHost {
  public:
-  // `services` is handed to every plugin's create(); it must outlive the host.
+  // `services` is handed to every plugin's create(); it must outlive the host. The service groups
+  // it provides (entries within its struct_size and not null) decide which plugins load: one whose
+  // descriptor requires another group is refused with a LoadError.
   explicit PluginHost(const pl_host_services* services);
   ~PluginHost();
 

@@ -169,6 +169,38 @@ TEST_F(PluginHostTest, RefusesTruncatedDescriptor) {
   expect_refused(host, config_for("echo", "test_small_descriptor"), "test_small_descriptor", "struct_size 8");
 }
 
+// kServices has no asynchronous runs (complete, post and poll_item are null): an AsyncStage plugin
+// is refused by the load itself, before its create() could refuse the host.
+TEST_F(PluginHostTest, RefusesPluginRequiringServicesTheHostLacks) {
+  install("test_async_echo");
+  PluginHost host(&kServices);
+  expect_refused(host, config_for("echo", "test_async_echo"), "test_async_echo",
+                 "requires host services this daemon does not provide: asynchronous runs (complete, post, poll_item)");
+  EXPECT_EQ(host.current(), nullptr);
+}
+
+TEST_F(PluginHostTest, RefusesPluginRequiringUnknownServices) {
+  install("test_future_services");
+  PluginHost host(&kServices);
+  expect_refused(host, config_for("echo", "test_future_services"), "test_future_services",
+                 "requires host services this daemon does not provide: unknown service groups 0x80000000");
+}
+
+TEST_F(PluginHostTest, LoadsPluginRequiringServicesTheHostProvides) {
+  install("test_async_echo");
+  pl_host_services services = kServices;
+  services.complete = [](pl_run_context*, int) {};
+  services.post = [](pl_run_context*, void (*fn)(void*), void* arg) {
+    fn(arg);
+    return PL_OK;
+  };
+  services.poll_item = [](pl_run_context*, pl_payload*, void (*)(void*), void*) { return int{PL_ITEM_END}; };
+  PluginHost host(&services);
+  auto errors = host.load(config_for("echo", "test_async_echo"));
+  ASSERT_TRUE(errors.empty()) << errors[0].to_string();
+  EXPECT_NE(host.current()->find("p", "echo", "serial"), nullptr);
+}
+
 TEST_F(PluginHostTest, RefusesStageNotUsedByAnyPipeline) {
   install("test_emitter");  // implements stage "emit"
   PluginHost host(&kServices);

@@ -21,6 +21,7 @@
 // constructor or run() becomes an error result (StageError keeps its class, others are "internal").
 #pragma once
 
+#include <pipelined/payload.hpp>
 #include <pipelined/plugin_abi.h>
 
 #include <nlohmann/json.hpp>
@@ -44,24 +45,6 @@
 #include <vector>
 
 namespace pipelined::sdk {
-
-struct Attachment {
-  std::string name;
-  std::string content_type;
-  // Shared so that passing an image along does not copy it.
-  std::shared_ptr<const std::string> data;
-};
-
-struct Payload {
-  nlohmann::json json = nlohmann::json::object();
-  std::vector<Attachment> attachments;
-
-  const Attachment* attachment(std::string_view name) const {
-    for (const auto& a : attachments)
-      if (a.name == name) return &a;
-    return nullptr;
-  }
-};
 
 // Thrown by a stage to fail with a specific error class (see PL_ERR_* in plugin_abi.h).
 class StageError : public std::runtime_error {
@@ -91,40 +74,6 @@ struct HttpRequest {
   std::string body;
   std::int64_t timeout_ms = 0;
 };
-
-namespace detail {
-
-inline Payload from_c(const pl_payload& p) {
-  Payload out;
-  if (p.json != nullptr && p.json_size > 0) out.json = nlohmann::json::parse(p.json, p.json + p.json_size);
-  out.attachments.reserve(p.attachment_count);
-  for (size_t i = 0; i < p.attachment_count; ++i) {
-    const pl_attachment& a = p.attachments[i];
-    out.attachments.push_back(
-        {a.name ? a.name : "", a.content_type ? a.content_type : "",
-         std::make_shared<const std::string>(reinterpret_cast<const char*>(a.data), a.size)});
-  }
-  return out;
-}
-
-// Keeps the serialized JSON and the C attachment array alive while the host reads them.
-struct CPayload {
-  std::string json;
-  std::vector<pl_attachment> attachments;
-  pl_payload view{};
-
-  explicit CPayload(const Payload& p) : json(p.json.dump()) {
-    attachments.reserve(p.attachments.size());
-    for (const auto& a : p.attachments)
-      attachments.push_back({a.name.c_str(), a.content_type.c_str(),
-                             a.data ? reinterpret_cast<const uint8_t*>(a.data->data()) : nullptr,
-                             a.data ? a.data->size() : 0});
-    view = {json.data(), json.size(), attachments.data(), attachments.size()};
-  }
-};
-
-}  // namespace detail
-
 
 // ---- coroutines --------------------------------------------------------------------------------
 
@@ -233,7 +182,8 @@ Detached start(Task<T> task, Done done) {
 
 inline void resume_handle(void* address) { std::coroutine_handle<>::from_address(address).resume(); }
 
-// Whether the host has the services of asynchronous runs (complete, post, poll_item).
+// Whether the host has the services of asynchronous runs (complete, post, poll_item). A host that
+// reads required_services refuses the plugin at load time already; an older one gets here.
 inline bool host_runs_async(const pl_host_services* host) {
   return host->struct_size >= offsetof(pl_host_services, poll_item) + sizeof(host->poll_item);
 }
@@ -253,17 +203,17 @@ class Context {
 
   // Hands one item to downstream stages that consume this stage as a stream.
   void emit(const Payload& item) const {
-    detail::CPayload c(item);
-    host_->emit_item(ctx_, &c.view);
+    const EncodedPayload c(item);
+    host_->emit_item(ctx_, &c.view());
   }
 
   // Next item of the upstream stream; false at the end of the stream. Throws when cancelled.
   bool next_item(Payload& item) const {
     pl_payload p{};
     int rc = host_->next_item(ctx_, &p);
-    if (rc == PL_END) return false;
-    if (rc != PL_OK) throw StageError(PL_ERR_TIMEOUT, "request cancelled while waiting for input items");
-    item = detail::from_c(p);
+    if (rc == PL_ITEM_END) return false;
+    if (rc != PL_ITEM_OK) throw StageError(PL_ERR_TIMEOUT, "request cancelled while waiting for input items");
+    item = decode_payload(p);
     return true;
   }
 
@@ -304,9 +254,9 @@ class Context {
       PollItem poll{this};
       const bool answered = co_await poll;
       if (answered) {
-        if (poll.rc == PL_END) co_return std::nullopt;
-        if (poll.rc != PL_OK) throw StageError(PL_ERR_TIMEOUT, "request cancelled while waiting for input items");
-        co_return detail::from_c(poll.item);
+        if (poll.rc == PL_ITEM_END) co_return std::nullopt;
+        if (poll.rc != PL_ITEM_OK) throw StageError(PL_ERR_TIMEOUT, "request cancelled while waiting for input items");
+        co_return decode_payload(poll.item);
       }
       // Woken: the stream changed; poll again.
     }
@@ -322,7 +272,7 @@ class Context {
   // co_await yields true with rc/item set when the host answered at once, false after a wake.
   struct PollItem {
     const Context* self;
-    int rc = PL_PENDING;
+    int rc = PL_ITEM_PENDING;
     pl_payload item{};
     std::coroutine_handle<> handle;
 
@@ -335,12 +285,12 @@ class Context {
       };
       pl_payload item_now{};
       const int now = self->host_->poll_item(self->ctx_, &item_now, wake, this);
-      if (now == PL_PENDING) return true;  // `this` may be resumed and gone from here on
+      if (now == PL_ITEM_PENDING) return true;  // `this` may be resumed and gone from here on
       rc = now;
       item = item_now;
       return false;
     }
-    bool await_resume() const noexcept { return rc != PL_PENDING; }
+    bool await_resume() const noexcept { return rc != PL_ITEM_PENDING; }
   };
 
   const pl_host_services* host_;
@@ -553,12 +503,12 @@ void* create(const char* config_json, size_t config_size, const pl_host_services
   return nullptr;
 }
 
-// Records a stage's result or its exception through the host; returns PL_OK or PL_ERROR.
+// Records a stage's result or its exception through the host; returns PL_RUN_OK or PL_RUN_ERROR.
 inline int report(const pl_host_services* host, pl_run_context* ctx, const Payload* output, std::exception_ptr error) noexcept {
   try {
     if (!error) {
-      CPayload c(*output);
-      return host->set_output(ctx, &c.view);
+      const EncodedPayload c(*output);
+      return host->set_output(ctx, &c.view()) == PL_OK ? PL_RUN_OK : PL_RUN_ERROR;
     }
     std::rethrow_exception(error);
   } catch (const StageError& e) {
@@ -570,7 +520,7 @@ inline int report(const pl_host_services* host, pl_run_context* ctx, const Paylo
   } catch (...) {
     host->set_error(ctx, PL_ERR_INTERNAL, "unknown exception in plugin");
   }
-  return PL_ERROR;
+  return PL_RUN_ERROR;
 }
 
 // An asynchronous run: the frame owns the input and the context the stage's coroutine refers to.
@@ -593,10 +543,10 @@ inline int run(void* instance, pl_run_context* ctx, const pl_payload* input) noe
   std::optional<Payload> output;
   std::exception_ptr error;
   try {
-    Payload in = from_c(*input);
+    Payload in = decode_payload(*input);
     if (self->async_stage) {
       run_async(self, ctx, std::move(in));  // runs to its first wait, then goes on from host callbacks
-      return PL_PENDING;
+      return PL_RUN_PENDING;
     }
     Context context(self->host, ctx);
     output = self->stage->run(in, context);
@@ -607,6 +557,12 @@ inline int run(void* instance, pl_run_context* ctx, const pl_payload* input) noe
 }
 
 inline void destroy(void* instance) noexcept { delete static_cast<Instance*>(instance); }
+
+// The host service groups a plugin of StageT needs (pl_plugin_descriptor.required_services).
+template <class StageT>
+constexpr std::uint32_t required_services() {
+  return std::is_base_of_v<AsyncStage, StageT> ? PL_SERVICES_ASYNC_RUNS : 0u;
+}
 
 }  // namespace detail
 }  // namespace pipelined::sdk
@@ -624,6 +580,7 @@ inline void destroy(void* instance) noexcept { delete static_cast<Instance*>(ins
         VARIANT,                                                                                     \
         &::pipelined::sdk::detail::create<StageT>,                                                   \
         &::pipelined::sdk::detail::run,                                                              \
-        &::pipelined::sdk::detail::destroy};                                                         \
+        &::pipelined::sdk::detail::destroy,                                                          \
+        ::pipelined::sdk::detail::required_services<StageT>()};                                      \
     return &descriptor;                                                                              \
   }
