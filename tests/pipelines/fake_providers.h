@@ -2,7 +2,7 @@
 // (menu_world) or from the medicine fixtures' sidecar texts (gemini_world), like provider-sim.
 #pragma once
 
-#include "plugins/menu/common/providers.h"
+#include "plugins/common/providers.h"
 #include "tests/pipelines/fake_host.h"
 
 #include <cctype>

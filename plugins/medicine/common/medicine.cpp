@@ -105,11 +105,8 @@ void open_database(const std::string& path, Sqlite& handle) {
 // ---- drugs -----------------------------------------------------------------------------------
 
 DrugsConfig DrugsConfig::from(const json& config, std::string_view plugin) {
-  require_known_keys(config, {"database", "limit"}, plugin);
-  DrugsConfig c;
-  c.database = config_string(config, "database", c.database);
-  c.limit = config_size(config, "limit", c.limit);
-  return c;
+  using C = DrugsConfig;
+  return read_config<C>(config, plugin, {{"database", &C::database}, {"limit", &C::limit}});
 }
 
 void check_database(const DrugsConfig& config) {
@@ -150,16 +147,16 @@ json query_drugs(const DrugsConfig& config) {
   return {{"drugs", std::move(drugs)}};
 }
 
-// ---- ocr -------------------------------------------------------------------------------------
-
-OcrConfig OcrConfig::from(const json& config, std::string_view plugin) {
-  require_known_keys(config, {"provider", "model", "timeout_ms"}, plugin);
-  OcrConfig c;
-  c.provider = config_string(config, "provider", c.provider);
-  c.model = config_string(config, "model", c.model);
-  c.timeout_ms = config_timeout_ms(config);
-  return c;
+DrugsStage::DrugsStage(const json& config, std::string_view plugin) : config_(DrugsConfig::from(config, plugin)) {
+  check_database(config_);
 }
+
+sdk::Payload DrugsStage::run(const sdk::Payload& /*input*/, sdk::Context& ctx) {
+  ctx.throw_if_cancelled();
+  return {query_drugs(config_), {}};
+}
+
+// ---- ocr -------------------------------------------------------------------------------------
 
 std::vector<std::string> extract_keywords(std::string_view text) {
   std::vector<std::string> out;
@@ -200,7 +197,7 @@ std::vector<std::string> extract_keywords(std::string_view text) {
   return out;
 }
 
-sdk::Task<json> ocr(const sdk::Payload& input, const sdk::Context& ctx, const OcrConfig& config) {
+sdk::Task<json> ocr(const sdk::Payload& input, const sdk::Context& ctx, const GeminiOcrConfig& config) {
   if (input.attachments.empty()) throw StageError(PL_ERR_INVALID_INPUT, "no images in the request (multipart field 'files')");
   json images = json::array();
   json unreadable = json::array();
@@ -221,11 +218,7 @@ sdk::Task<json> ocr(const sdk::Payload& input, const sdk::Context& ctx, const Oc
   }
 
   if (!batch.empty()) {
-    std::vector<std::string> texts;
-    co_await run_requests(
-        ctx, 1, Schedule::Serial,
-        [&](std::size_t) { return with_timeout(gemini_ocr_request(config.provider, config.model, batch), config.timeout_ms); },
-        [&](std::size_t, const sdk::HttpResponse& r) { texts = gemini_ocr_result(r, batch.size()); });
+    const std::vector<std::string> texts = co_await gemini_ocr(ctx, config, batch);
     for (std::size_t k = 0; k < batch.size(); ++k) {
       json& image = images[batch_index[k]];
       const std::string text = trim(texts[k]);
@@ -252,14 +245,10 @@ sdk::Task<json> ocr(const sdk::Payload& input, const sdk::Context& ctx, const Oc
 // ---- analysis --------------------------------------------------------------------------------
 
 AnalysisConfig AnalysisConfig::from(const json& config, std::string_view plugin) {
-  require_known_keys(config, {"provider", "model", "max_candidates", "min_confidence", "timeout_ms"}, plugin);
-  AnalysisConfig c;
-  c.provider = config_string(config, "provider", c.provider);
-  c.model = config_string(config, "model", c.model);
-  c.max_candidates = config_size(config, "max_candidates", c.max_candidates);
-  c.min_confidence = config_number(config, "min_confidence", c.min_confidence);
-  c.timeout_ms = config_timeout_ms(config);
-  return c;
+  using C = AnalysisConfig;
+  return read_config<C>(config, plugin,
+                        {{"provider", &C::provider}, {"model", &C::model}, {"max_candidates", &C::max_candidates},
+                         {"min_confidence", &C::min_confidence}, {"timeout_ms", &C::timeout_ms}});
 }
 
 std::vector<const json*> candidate_drugs(const json& drugs, const json& images, std::size_t limit) {

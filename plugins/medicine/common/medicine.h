@@ -4,6 +4,7 @@
 #pragma once
 
 #include "providers.h"
+#include "stage_plugin.h"
 
 #include <pipelined/sdk.hpp>
 
@@ -28,18 +29,12 @@ json query_drugs(const DrugsConfig& config);
 
 // ---- stage ocr -------------------------------------------------------------------------------
 
-struct OcrConfig {
-  std::string provider = "gemini";
-  std::string model = "gemini-1.5-flash";
-  std::int64_t timeout_ms = 0;
-  static OcrConfig from(const json& config, std::string_view plugin);
-};
 // Keywords of a package text: words (lowercase, no filler words), strengths ("200 mg") and the
 // imprint; unique, in order of appearance.
 std::vector<std::string> extract_keywords(std::string_view text);
 // Every attachment of the request in one generateContent call. An attachment that is not an image,
 // or whose text comes back empty, is listed in "unreadable"; the others are read.
-sdk::Task<json> ocr(const sdk::Payload& input, const sdk::Context& ctx, const OcrConfig& config);
+sdk::Task<json> ocr(const sdk::Payload& input, const sdk::Context& ctx, const GeminiOcrConfig& config);
 
 // ---- stage analysis --------------------------------------------------------------------------
 
@@ -55,5 +50,19 @@ struct AnalysisConfig {
 std::vector<const json*> candidate_drugs(const json& drugs, const json& images, std::size_t limit);
 // Input {"drugs": <drugs output>, "ocr": <ocr output>}.
 sdk::Task<json> analyze(const json& input, const sdk::Context& ctx, const AnalysisConfig& config);
+
+// ---- the plugins' stage classes (plugins/medicine/*.cpp, stage_plugin.h) -----------------------
+
+using OcrStage = ProviderStage<GeminiOcrConfig, &ocr>;
+using AnalysisStage = ProviderStage<AnalysisConfig, &analyze>;
+// Checks the database at load (check_database); a run is the query, on the calling thread.
+class DrugsStage : public sdk::Stage {
+ public:
+  DrugsStage(const json& config, std::string_view plugin);
+  sdk::Payload run(const sdk::Payload& input, sdk::Context& ctx) override;
+
+ private:
+  const DrugsConfig config_;
+};
 
 }  // namespace pipelined::plugins::medicine

@@ -34,13 +34,6 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-const std::vector<std::string> kCommonKeys = {"provider", "model", "timeout_ms"};
-
-std::vector<std::string> keys(std::vector<std::string> extra) {
-  extra.insert(extra.end(), kCommonKeys.begin(), kCommonKeys.end());
-  return extra;
-}
-
 const json& require_array(const json& doc, const char* key, const char* stage) {
   if (!doc.is_object() || !doc.contains(key) || !doc[key].is_array())
     throw StageError(PL_ERR_INVALID_INPUT, std::string(stage) + ": input has no '" + key + "' array");
@@ -212,15 +205,6 @@ std::vector<std::pair<int, int>> split_bands(const std::vector<bool>& blank, int
   return bands;
 }
 
-GeminiOcrConfig GeminiOcrConfig::from(const json& config, std::string_view plugin) {
-  require_known_keys(config, keys({}), plugin);
-  GeminiOcrConfig c;
-  c.provider = config_string(config, "provider", c.provider);
-  c.model = config_string(config, "model", c.model);
-  c.timeout_ms = config_timeout_ms(config);
-  return c;
-}
-
 const sdk::Attachment& request_image(const sdk::Payload& input) {
   if (input.attachments.empty() || !input.attachments.front().data || input.attachments.front().data->empty())
     throw StageError(PL_ERR_INVALID_INPUT, "no menu image in the request (multipart file field)");
@@ -231,25 +215,18 @@ sdk::Task<json> ocr_gemini(const sdk::Payload& input, const sdk::Context& ctx, c
   const sdk::Attachment& image = request_image(input);
   std::string type = sniff_image_type(*image.data);
   if (type.empty()) throw StageError(PL_ERR_INVALID_INPUT, "the uploaded file '" + image.name + "' is not a PNG, JPEG, WebP or GIF image");
-  std::vector<std::string> texts;
-  co_await run_requests(
-      ctx, 1, Schedule::Serial,
-      [&](std::size_t) { return with_timeout(gemini_ocr_request(config.provider, config.model, {{type, image.data}}), config.timeout_ms); },
-      [&](std::size_t, const sdk::HttpResponse& r) { texts = gemini_ocr_result(r, 1); });
+  std::vector<InlineImage> images{{std::move(type), image.data}};
+  const std::vector<std::string> texts = co_await gemini_ocr(ctx, config, std::move(images));
   co_return json{{"lines", clean_lines(texts.at(0))}};
 }
 
 // ---- stage 2 ---------------------------------------------------------------------------------
 
 CategorizeConfig CategorizeConfig::from(const json& config, std::string_view plugin) {
-  require_known_keys(config, keys({"max_in_flight", "min_chunk_lines"}), plugin);
-  CategorizeConfig c;
-  c.provider = config_string(config, "provider", c.provider);
-  c.model = config_string(config, "model", c.model);
-  c.max_in_flight = config_size(config, "max_in_flight", c.max_in_flight);
-  c.min_chunk_lines = config_size(config, "min_chunk_lines", c.min_chunk_lines);
-  c.timeout_ms = config_timeout_ms(config);
-  return c;
+  using C = CategorizeConfig;
+  return read_config<C>(config, plugin,
+                        {{"max_in_flight", &C::max_in_flight}, {"min_chunk_lines", &C::min_chunk_lines}, {"provider", &C::provider},
+                         {"model", &C::model}, {"timeout_ms", &C::timeout_ms}});
 }
 
 std::vector<std::vector<std::size_t>> chunk_lines(const std::vector<std::string>& lines, std::size_t target) {
@@ -403,13 +380,10 @@ sdk::Task<json> categorize(const json& input, const sdk::Context& ctx, const Cat
 // ---- stage 3 ---------------------------------------------------------------------------------
 
 TranslateConfig TranslateConfig::from(const json& config, std::string_view plugin) {
-  require_known_keys(config, {"provider", "fallback_provider", "fallback_model", "target", "timeout_ms"}, plugin);
-  TranslateConfig c;
-  c.provider = config_string(config, "provider", c.provider);
-  c.fallback_provider = config_string(config, "fallback_provider", c.fallback_provider);
-  c.fallback_model = config_string(config, "fallback_model", c.fallback_model);
-  c.target = config_string(config, "target", c.target);
-  c.timeout_ms = config_timeout_ms(config);
+  using C = TranslateConfig;
+  C c = read_config<C>(config, plugin,
+                       {{"provider", &C::provider}, {"fallback_provider", &C::fallback_provider},
+                        {"fallback_model", &C::fallback_model}, {"target", &C::target}, {"timeout_ms", &C::timeout_ms}});
   if (c.provider.empty() && c.fallback_provider.empty())
     throw std::invalid_argument(std::string(plugin) + ": needs 'provider' or 'fallback_provider'");
   return c;
@@ -490,15 +464,10 @@ sdk::Task<json> translate(const json& input, const sdk::Context& ctx, const Tran
 // ---- stage 4 ---------------------------------------------------------------------------------
 
 DescribeConfig DescribeConfig::from(const json& config, std::string_view plugin) {
-  require_known_keys(config, keys({"language", "chunk_size", "max_in_flight"}), plugin);
-  DescribeConfig c;
-  c.provider = config_string(config, "provider", c.provider);
-  c.model = config_string(config, "model", c.model);
-  c.language = config_string(config, "language", c.language);
-  c.chunk_size = config_size(config, "chunk_size", c.chunk_size);
-  c.max_in_flight = config_size(config, "max_in_flight", c.max_in_flight);
-  c.timeout_ms = config_timeout_ms(config);
-  return c;
+  using C = DescribeConfig;
+  return read_config<C>(config, plugin,
+                        {{"language", &C::language}, {"chunk_size", &C::chunk_size}, {"max_in_flight", &C::max_in_flight},
+                         {"provider", &C::provider}, {"model", &C::model}, {"timeout_ms", &C::timeout_ms}});
 }
 
 std::size_t describe_chunk_size(std::size_t items, const DescribeConfig& config, Schedule schedule) {
@@ -568,13 +537,9 @@ sdk::Task<json> describe(const json& input, const sdk::Context& ctx, const Descr
 // ---- stage 5 ---------------------------------------------------------------------------------
 
 ImagesConfig ImagesConfig::from(const json& config, std::string_view plugin) {
-  require_known_keys(config, keys({"size"}), plugin);
-  ImagesConfig c;
-  c.provider = config_string(config, "provider", c.provider);
-  c.model = config_string(config, "model", c.model);
-  c.size = config_string(config, "size", c.size);
-  c.timeout_ms = config_timeout_ms(config);
-  return c;
+  using C = ImagesConfig;
+  return read_config<C>(config, plugin,
+                        {{"size", &C::size}, {"provider", &C::provider}, {"model", &C::model}, {"timeout_ms", &C::timeout_ms}});
 }
 
 json assemble_categories(const std::vector<json>& items) {

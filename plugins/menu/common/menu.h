@@ -3,6 +3,7 @@
 #pragma once
 
 #include "providers.h"
+#include "stage_plugin.h"
 
 #include <pipelined/sdk.hpp>
 
@@ -13,6 +14,18 @@
 #include <vector>
 
 namespace pipelined::plugins::menu {
+
+// ---- provider protocols of the menu stages only (menu_providers.cpp) ----------------------------
+
+// OpenAI image generation.
+sdk::HttpRequest image_request(const std::string& provider, const std::string& model, const std::string& prompt,
+                               const std::string& size);
+std::string image_result(const sdk::HttpResponse& response);  // data[0].url (or a data: URL from b64_json)
+
+// Google Cloud Translation v2.
+sdk::HttpRequest translate_request(const std::string& provider, const std::vector<std::string>& texts,
+                                   const std::string& target);
+std::vector<std::string> translate_result(const sdk::HttpResponse& response, std::size_t expected);
 
 // ---- text helpers (pure) ---------------------------------------------------------------------
 
@@ -33,12 +46,6 @@ std::vector<std::pair<int, int>> split_bands(const std::vector<bool>& blank_rows
 
 // ---- stage 1: OCR with Gemini (production variant) -------------------------------------------
 
-struct GeminiOcrConfig {
-  std::string provider = "gemini";
-  std::string model = "gemini-1.5-flash";
-  std::int64_t timeout_ms = 0;
-  static GeminiOcrConfig from(const json& config, std::string_view plugin);
-};
 // {"lines": [...]} of the request's first image attachment.
 sdk::Task<json> ocr_gemini(const sdk::Payload& input, const sdk::Context& ctx, const GeminiOcrConfig& config);
 // The request's image: its first attachment; StageError("invalid_input") when there is none.
@@ -110,5 +117,13 @@ struct ImagesConfig {
 sdk::Task<json> images(const sdk::Context& ctx, const ImagesConfig& config, Schedule schedule);
 // Groups emitted items by category_index / item_index into the final categories.
 json assemble_categories(const std::vector<json>& items);
+
+// ---- the plugins' stage classes (plugins/menu/*.cpp, stage_plugin.h) ---------------------------
+
+template <Schedule S> using CategorizeStage = ProviderStage<CategorizeConfig, &categorize, S>;
+template <Schedule S> using TranslateStage = ProviderStage<TranslateConfig, &translate, S>;
+template <Schedule S> using DescribeStage = ProviderStage<DescribeConfig, &describe, S>;
+template <Schedule S> using ImagesStage = ProviderStage<ImagesConfig, &images, S>;
+using GeminiOcrStage = ProviderStage<GeminiOcrConfig, &ocr_gemini>;
 
 }  // namespace pipelined::plugins::menu

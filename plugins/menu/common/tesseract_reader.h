@@ -6,6 +6,7 @@
 // thread at a time. More bands than CPUs gain nothing and cost an engine each.
 #pragma once
 
+#include "menu.h"
 #include "providers.h"
 
 #include <pipelined/sdk.hpp>
@@ -51,6 +52,20 @@ class TesseractReader {
   TesseractConfig config_;
   mutable std::mutex mu_;
   mutable std::vector<std::unique_ptr<Engine>> idle_;
+};
+
+// The local OCR stage of plugins menu_ocr_tesseract_* (stage_plugin.h): the request's image, read
+// whole (Schedule::Serial) or in bands (Schedule::Parallel).
+template <Schedule S>
+class TesseractStage : public sdk::Stage {
+ public:
+  TesseractStage(const json& config, std::string_view plugin) : reader_(TesseractConfig::from(config, plugin)) {}
+  sdk::Payload run(const sdk::Payload& input, sdk::Context& ctx) override {
+    return {reader_.read(*request_image(input).data, ctx, S), {}};
+  }
+
+ private:
+  const TesseractReader reader_;
 };
 
 }  // namespace pipelined::plugins::menu

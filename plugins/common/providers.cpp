@@ -18,16 +18,6 @@ std::string snippet(const std::string& body) {
   return body.size() <= kMax ? body : body.substr(0, kMax) + "...";
 }
 
-HttpRequest post_json(const std::string& provider, std::string path, const json& body) {
-  HttpRequest r;
-  r.provider = provider;
-  r.method = "POST";
-  r.path = std::move(path);
-  r.headers = kJsonHeaders;
-  r.body = body.dump();
-  return r;
-}
-
 }  // namespace
 
 // ---- config ----------------------------------------------------------------------------------
@@ -65,9 +55,9 @@ double config_number(const json& config, const char* key, double fallback) {
   return it->get<double>();
 }
 
-std::int64_t config_timeout_ms(const json& config) {
-  const double ms = config_number(config, "timeout_ms", 0);
-  if (ms < 0) throw std::invalid_argument("config 'timeout_ms' must not be negative");
+std::int64_t config_ms(const json& config, const char* key) {
+  const double ms = config_number(config, key, 0);
+  if (ms < 0) throw std::invalid_argument(std::string("config '") + key + "' must not be negative");
   return static_cast<std::int64_t>(ms);
 }
 
@@ -87,6 +77,16 @@ void throw_if_failed(const HttpResponse& response, std::string_view what) {
 
 void throw_malformed(std::string_view what, const std::string& detail) {
   throw StageError(PL_ERR_MALFORMED, std::string(what) + ": malformed answer: " + detail);
+}
+
+HttpRequest post_json(const std::string& provider, std::string path, const json& body) {
+  HttpRequest r;
+  r.provider = provider;
+  r.method = "POST";
+  r.path = std::move(path);
+  r.headers = kJsonHeaders;
+  r.body = body.dump();
+  return r;
 }
 
 json parse_body(const HttpResponse& response, std::string_view what) {
@@ -127,50 +127,6 @@ json chat_result(const HttpResponse& response, std::string_view what) {
   json result = json::parse(content, nullptr, false);
   if (result.is_discarded() || !result.is_object()) throw_malformed(what, "message content is not a JSON object: " + snippet(content));
   return result;
-}
-
-// ---- images ----------------------------------------------------------------------------------
-
-HttpRequest image_request(const std::string& provider, const std::string& model, const std::string& prompt,
-                          const std::string& size) {
-  return post_json(provider, "images/generations", {{"model", model}, {"prompt", prompt}, {"n", 1}, {"size", size}});
-}
-
-std::string image_result(const HttpResponse& response) {
-  json body = parse_body(response, "images/generations");
-  if (body.contains("data") && body["data"].is_array() && !body["data"].empty()) {
-    const json& first = body["data"][0];
-    if (first.contains("url") && first["url"].is_string() && !first["url"].get<std::string>().empty())
-      return first["url"].get<std::string>();
-    if (first.contains("b64_json") && first["b64_json"].is_string())
-      return "data:image/png;base64," + first["b64_json"].get<std::string>();
-  }
-  throw_malformed("images/generations", "no data[0].url");
-}
-
-// ---- translate -------------------------------------------------------------------------------
-
-HttpRequest translate_request(const std::string& provider, const std::vector<std::string>& texts,
-                              const std::string& target) {
-  return post_json(provider, "", {{"q", texts}, {"target", target}, {"format", "text"}});
-}
-
-std::vector<std::string> translate_result(const HttpResponse& response, std::size_t expected) {
-  json body = parse_body(response, "translate v2");
-  const json* list = nullptr;
-  if (body.contains("data") && body["data"].is_object() && body["data"].contains("translations"))
-    list = &body["data"]["translations"];
-  if (list == nullptr || !list->is_array()) throw_malformed("translate v2", "no data.translations");
-  if (list->size() != expected)
-    throw_malformed("translate v2", std::to_string(list->size()) + " translations for " + std::to_string(expected) + " texts");
-  std::vector<std::string> out;
-  out.reserve(expected);
-  for (const json& t : *list) {
-    if (!t.is_object() || !t.contains("translatedText") || !t["translatedText"].is_string())
-      throw_malformed("translate v2", "translation without translatedText");
-    out.push_back(t["translatedText"].get<std::string>());
-  }
-  return out;
 }
 
 // ---- Gemini ----------------------------------------------------------------------------------
@@ -227,6 +183,21 @@ std::vector<std::string> gemini_ocr_result(const HttpResponse& response, std::si
     out.push_back(t.get<std::string>());
   }
   return out;
+}
+
+GeminiOcrConfig GeminiOcrConfig::from(const json& config, std::string_view plugin) {
+  using C = GeminiOcrConfig;
+  return read_config<C>(config, plugin, {{"provider", &C::provider}, {"model", &C::model}, {"timeout_ms", &C::timeout_ms}});
+}
+
+sdk::Task<std::vector<std::string>> gemini_ocr(const sdk::Context& ctx, const GeminiOcrConfig& config,
+                                               std::vector<InlineImage> images) {
+  std::vector<std::string> texts;
+  co_await run_requests(
+      ctx, 1, Schedule::Serial,
+      [&](std::size_t) { return with_timeout(gemini_ocr_request(config.provider, config.model, images), config.timeout_ms); },
+      [&](std::size_t, const HttpResponse& r) { texts = gemini_ocr_result(r, images.size()); });
+  co_return texts;
 }
 
 std::string base64_encode(std::string_view bytes) {

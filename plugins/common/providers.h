@@ -1,8 +1,9 @@
-// Provider protocols the reference plugins speak, over the host's outbound HTTP service:
-// OpenAI chat completions with JSON-schema output and image generation, Google Cloud Translation v2,
-// Gemini generateContent with inline images. Request builders and response parsers are pure
-// functions; run_requests schedules requests with a window (1 = one after another) and hands each
-// response to a handler as it arrives, with no thread waiting meanwhile.
+// plugins/common: the provider code the menu and medicine plugins share, over the host's outbound
+// HTTP service: plugin config parsing, response checks, OpenAI chat completions with JSON-schema
+// output, Gemini generateContent OCR (with its stage config), base64 and image sniffing, and
+// run_requests, which schedules requests with a window (1 = one after another) and hands each
+// response to a handler as it arrives, with no thread waiting meanwhile. Protocols only one pipeline
+// speaks live with it (plugins/menu/common: image generation, Cloud Translation).
 // Shapes and schemas: docs/pipelines.md.
 #pragma once
 
@@ -13,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -34,8 +36,34 @@ void require_known_keys(const json& config, const std::vector<std::string>& allo
 std::string config_string(const json& config, const char* key, const std::string& fallback);
 std::size_t config_size(const json& config, const char* key, std::size_t fallback);  // > 0
 double config_number(const json& config, const char* key, double fallback);
-// "timeout_ms": per-attempt timeout of the stage's requests; 0 (default) = the provider's.
-std::int64_t config_timeout_ms(const json& config);
+// Milliseconds, not negative, whole (fractions cut off); 0 when absent. "timeout_ms": per-attempt
+// timeout of the stage's requests; 0 (default) = the provider's.
+std::int64_t config_ms(const json& config, const char* key);
+
+// One key of a stage's config and the member of C it is read into, by the member's type: a string
+// (config_string), a positive integer (config_size), a number (config_number) or milliseconds
+// (config_ms). An absent or null key leaves the member's default.
+template <class C>
+struct ConfigKey {
+  ConfigKey(const char* key, std::string C::*m) : name(key), read([=](const json& j, C& c) { c.*m = config_string(j, key, c.*m); }) {}
+  ConfigKey(const char* key, std::size_t C::*m) : name(key), read([=](const json& j, C& c) { c.*m = config_size(j, key, c.*m); }) {}
+  ConfigKey(const char* key, double C::*m) : name(key), read([=](const json& j, C& c) { c.*m = config_number(j, key, c.*m); }) {}
+  ConfigKey(const char* key, std::int64_t C::*m) : name(key), read([=](const json& j, C& c) { c.*m = config_ms(j, key); }) {}
+  const char* name;
+  std::function<void(const json&, C&)> read;
+};
+
+// A stage's config from its JSON object: the keys are checked first (require_known_keys, with
+// `keys` as the allowed list, in that order), then read in order over C's defaults.
+template <class C>
+C read_config(const json& config, std::string_view plugin, std::initializer_list<ConfigKey<C>> keys) {
+  std::vector<std::string> allowed;
+  for (const auto& k : keys) allowed.emplace_back(k.name);
+  require_known_keys(config, allowed, plugin);
+  C c;
+  for (const auto& k : keys) k.read(config, c);
+  return c;
+}
 
 // The request with its per-attempt timeout set (0: the provider's).
 inline sdk::HttpRequest with_timeout(sdk::HttpRequest request, std::int64_t timeout_ms) {
@@ -51,6 +79,8 @@ void throw_if_failed(const sdk::HttpResponse& response, std::string_view what);
 // Parses a body as JSON; a parse error is a StageError of class "malformed".
 json parse_body(const sdk::HttpResponse& response, std::string_view what);
 [[noreturn]] void throw_malformed(std::string_view what, const std::string& detail);
+// A POST of `body` as JSON to `path` of `provider`.
+sdk::HttpRequest post_json(const std::string& provider, std::string path, const json& body);
 
 // ---- OpenAI chat completions with structured output --------------------------------------------
 
@@ -66,18 +96,6 @@ sdk::HttpRequest chat_request(const ChatTask& task);
 // The parsed JSON document of choices[0].message.content.
 json chat_result(const sdk::HttpResponse& response, std::string_view what);
 
-// ---- OpenAI image generation ---------------------------------------------------------------------
-
-sdk::HttpRequest image_request(const std::string& provider, const std::string& model, const std::string& prompt,
-                               const std::string& size);
-std::string image_result(const sdk::HttpResponse& response);  // data[0].url (or a data: URL from b64_json)
-
-// ---- Google Cloud Translation v2 ---------------------------------------------------------------
-
-sdk::HttpRequest translate_request(const std::string& provider, const std::vector<std::string>& texts,
-                                   const std::string& target);
-std::vector<std::string> translate_result(const sdk::HttpResponse& response, std::size_t expected);
-
 // ---- Gemini generateContent OCR ------------------------------------------------------------------
 
 struct InlineImage {
@@ -88,6 +106,17 @@ struct InlineImage {
 sdk::HttpRequest gemini_ocr_request(const std::string& provider, const std::string& model,
                                     const std::vector<InlineImage>& images);
 std::vector<std::string> gemini_ocr_result(const sdk::HttpResponse& response, std::size_t expected);
+
+// The config of an OCR stage that reads images with Gemini (menu_ocr_gemini_*, medicine_ocr_*).
+struct GeminiOcrConfig {
+  std::string provider = "gemini";
+  std::string model = "gemini-1.5-flash";
+  std::int64_t timeout_ms = 0;
+  static GeminiOcrConfig from(const json& config, std::string_view plugin);
+};
+// The text of each of `images`, in order, from one generateContent call.
+sdk::Task<std::vector<std::string>> gemini_ocr(const sdk::Context& ctx, const GeminiOcrConfig& config,
+                                               std::vector<InlineImage> images);
 
 std::string base64_encode(std::string_view bytes);
 std::string base64_decode(std::string_view text);  // ignores whitespace; throws std::invalid_argument
