@@ -423,7 +423,12 @@ struct RolloutController::Impl {
                    complete_until(p.name, now)};
       in.arms = store->arms(p.name, in.window, true);
       in.shadow = store->shadow(p.name, in.window);
-      in.verdict = judge(settings->criteria, in.arms["stable"].outcomes, in.arms["candidate"].outcomes, in.shadow, std::nullopt);
+      const ArmSamples none;
+      auto arm = [&](const char* name) -> const ArmOutcomes& {
+        const auto it = in.arms.find(name);
+        return (it == in.arms.end() ? none : it->second).outcomes;
+      };
+      in.verdict = judge(settings->criteria, arm("stable"), arm("candidate"), in.shadow, std::nullopt);
       if (in.rollout) in.events = store->events(in.rollout->id, 50);
       pipelines[p.name] = pipeline_report(in);
     }

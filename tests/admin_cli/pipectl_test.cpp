@@ -7,28 +7,13 @@
 #include <thread>
 
 #include "admin-cli/format.h"
+#include "tests/admin_cli/run_pipectl.h"
 #include "tests/server/daemon_process.h"
 
 namespace pipelined::testing {
 namespace {
 
 using nlohmann::json;
-
-struct Outcome {
-  int code;
-  std::string out;
-};
-
-// Runs pipectl with `args`; stdout and stderr together.
-Outcome pipectl(const std::string& args) {
-  const std::string cmd = std::string(PIPECTL_BINARY) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 class PipectlTest : public ::testing::Test {
  protected:
