@@ -2,7 +2,8 @@
 // schedule calls, and prints how often it decides wrongly and how fast it decides rightly.
 // Each replay draws requests 50/50 into two arms and judges after every 10 requests, as a daemon
 // judging at every interval would at worst; a replay ends at its first rollback or at its horizon.
-// Run: build/bench/decision_sim [replays=10000] [threads=2]     (CI runs it with 300)
+// Run: build/bench/decision_sim [replays=10000] [threads=2] [--check]
+// --check exits 1 when a goal of the rollout-decision issue is missed (ctest runs 300 replays).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -32,6 +33,7 @@ struct Scenario {
   long horizon;      // candidate requests per replay
   bool rollback_is_right;
   long within;       // for the power figure: candidate requests within which a rollback counts
+  double goal;       // wrong rollbacks at most this share, or right ones within `within` at least
 };
 
 struct Outcome {
@@ -92,6 +94,7 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   const long replays = argc > 1 ? std::atol(argv[1]) : 10000;
   const int threads = argc > 2 ? std::atoi(argv[2]) : 2;
+  const bool check = argc > 3 && std::string(argv[3]) == "--check";
   Criteria defaults;  // the daemon's defaults
   Criteria no_speedup_required = defaults;
   no_speedup_required.min_time_saved = 0;  // A/A: the candidate is no worse, so any rollback is wrong
@@ -103,17 +106,18 @@ int main(int argc, char** argv) {
     return m;
   };
   const std::vector<Scenario> scenarios = {
-      {"A/A, min_time_saved 0", base, base, no_speedup_required, 5000, false, 5000},
-      {"15 % faster, min_time_saved 10 %", base, with([](ArmModel& m) { m.median_ms *= 0.85; }), defaults, 5000, false, 5000},
-      {"+20 % latency, min_time_saved 0", base, with([](ArmModel& m) { m.median_ms *= 1.2; }), no_speedup_required, 2000, true, 260},
-      {"+20 % latency, min_time_saved 10 %", base, with([](ArmModel& m) { m.median_ms *= 1.2; }), defaults, 2000, true, 260},
-      {"failures 1 % -> 20 %", base, with([](ArmModel& m) { m.failure = 0.20; m.median_ms *= 0.7; }), defaults, 1000, true, 100},
-      {"failures 1 % -> 2 %", base, with([](ArmModel& m) { m.failure = 0.02; m.median_ms *= 0.7; }), defaults, 8000, true, 5000},
-      {"memory +30 %", base, with([](ArmModel& m) { m.memory_bytes *= 1.3; m.median_ms *= 0.7; }), defaults, 2000, true, 2000},
+      {"A/A, min_time_saved 0", base, base, no_speedup_required, 5000, false, 5000, 0.05},
+      {"15 % faster, min_time_saved 10 %", base, with([](ArmModel& m) { m.median_ms *= 0.85; }), defaults, 5000, false, 5000, 0.05},
+      {"+20 % latency, min_time_saved 0", base, with([](ArmModel& m) { m.median_ms *= 1.2; }), no_speedup_required, 2000, true, 260, 0},
+      {"+20 % latency, min_time_saved 10 %", base, with([](ArmModel& m) { m.median_ms *= 1.2; }), defaults, 2000, true, 260, 0.80},
+      {"failures 1 % -> 20 %", base, with([](ArmModel& m) { m.failure = 0.20; m.median_ms *= 0.7; }), defaults, 1000, true, 100, 0.90},
+      {"failures 1 % -> 2 %", base, with([](ArmModel& m) { m.failure = 0.02; m.median_ms *= 0.7; }), defaults, 8000, true, 5000, 0.80},
+      {"memory +30 %", base, with([](ArmModel& m) { m.memory_bytes *= 1.3; m.median_ms *= 0.7; }), defaults, 2000, true, 2000, 0},
   };
   std::printf("decision_sim: %ld replays per scenario, judged every 10 requests, alpha %.3f, lognormal latency sigma_log 0.5\n",
               replays, defaults.alpha);
   std::printf("%-36s %10s %12s %22s\n", "scenario", "rollbacks", "within", "median candidate n");
+  int missed = 0;
   for (const auto& s : scenarios) {
     const long n = s.name == "failures 1 % -> 2 %" ? std::max(1L, replays / 5) : replays;  // the longest replays
     const Outcome o = run(s, n, threads);
@@ -123,6 +127,12 @@ int main(int argc, char** argv) {
     std::snprintf(within_text, sizeof within_text, "%.1f %% <= %ld", 100 * within, s.within);
     std::printf("%-36s %9.2f%% %12s %22.0f   %s (%ld replays)\n", s.name.c_str(), 100 * rate, within_text,
                 median(o.samples_to_rollback), s.rollback_is_right ? "rollback is right" : "rollback is wrong", o.replays);
+    const bool met = s.rollback_is_right ? within >= s.goal : rate <= s.goal;
+    if (!met) {
+      ++missed;
+      std::printf("  goal missed: %s %.0f %%\n", s.rollback_is_right ? "at least" : "at most", 100 * s.goal);
+    }
   }
-  return 0;
+  std::printf("command: %s %ld %d%s\n", argv[0], replays, threads, check ? " --check" : "");
+  return check && missed > 0 ? 1 : 0;
 }
