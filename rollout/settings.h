@@ -49,7 +49,6 @@ struct RolloutSettings {
   Criteria criteria;
   bool allow_force_header = false;
   Millis guardrail_interval{10000};
-  Millis guardrail_window{600000};
   std::vector<double> steps;  // default steps of a rollout that names none; empty = manual
   Millis step_dwell{3600000};
   CompareRules shadow_rules;

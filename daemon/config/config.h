@@ -106,7 +106,6 @@ struct RolloutConfig {
   std::string sticky_key;
   bool allow_force_header = false;  // X-Pipelined-Arm: stable|candidate honoured only when true
   Millis guardrail_interval{10000};
-  Millis guardrail_window{600000};
   int min_samples_per_arm = 30;       // sequential tests judge once each arm has this many
   double alpha = 0.05;                // total error budget of the guardrails, split across them
   double srm_alpha = 0.001;           // sample-ratio mismatch test
@@ -121,7 +120,6 @@ struct RolloutConfig {
   bool shadow_ignore_array_order = false;
   std::vector<double> steps;  // e.g. 5, 25, 50, 100; empty = manual
   Millis step_dwell{3600000};
-  bool resume_paused_after_crash = true;  // false: an unclean stop resumes at 0 %
 };
 
 struct MetricsConfig {

@@ -20,6 +20,7 @@
 #include "daemon/server/crash_marker.h"
 #include "daemon/server/frontend_routes.h"
 #include "daemon/server/http_listener.h"
+#include "daemon/server/plugin_state.h"
 #include "daemon/server/request_path.h"
 #include "daemon/server/rollout_settings.h"
 #include "rollout/rollout.h"
@@ -44,12 +45,6 @@ std::shared_ptr<const config::Config> load_config(const std::string& path) {
   throw std::runtime_error(text);
 }
 
-AdminAnswer refused(int status, const std::string& message, json errors) {
-  AdminAnswer a = admin_error(status, message);
-  a.body["errors"] = std::move(errors);
-  return a;
-}
-
 }  // namespace
 
 struct Daemon::Impl {
@@ -69,13 +64,11 @@ struct Daemon::Impl {
   net::io_context io;
   std::unique_ptr<HttpListener> frontend, admin_unix, admin_tcp;
 
-  std::mutex state_mu;
-  std::shared_ptr<const config::Config> config;  // the running config (the plugins' when loaded)
-  std::string not_ready_reason;
+  std::unique_ptr<PluginState> state;  // the running config and plugins, reloads, readiness
   std::atomic<bool> draining{false};
 
   explicit Impl(std::string path) : config_path(std::move(path)) {
-    config = load_config(config_path);
+    auto config = load_config(config_path);
     const std::string marker = config->state_directory + "/crash-marker";
     const auto crash_note = take_crash_marker(marker);
     install_crash_marker(marker);
@@ -85,13 +78,13 @@ struct Daemon::Impl {
     pool = std::make_unique<pool::WorkerPool>(config->worker_threads);
     engine = std::make_unique<engine::Engine>(*pool, outbound.get());
     plugins = std::make_unique<plugin_host::PluginHost>(engine->services());
-    if (const auto errors = plugins->load(config); !errors.empty()) {
-      for (const auto& e : errors) spdlog::error("plugin refused: {}", e.to_string());
-      not_ready_reason = "plugins not loaded: " + errors_text(errors);
-    }
-    note_suspects();
+    state = std::make_unique<PluginState>(config_path, config, *plugins, [this](const config::Config& c) {
+      rollout->update_settings(rollout_settings(c));
+      outbound->update_providers(c.providers);
+    });
+    state->load_initial();
     requests = std::make_unique<RequestPath>(*engine, *rollout);
-    frontend_routes = std::make_unique<FrontendRoutes>(*plugins, *requests, [this] { return not_ready(); });
+    frontend_routes = std::make_unique<FrontendRoutes>(*plugins, *requests, [this] { return state->not_ready(); });
     admin_routes = std::make_unique<AdminRoutes>(routes(), *pool);
 
     const auto& s = config->server;
@@ -113,113 +106,37 @@ struct Daemon::Impl {
     rollout->start(crash_note.value_or(""));
   }
 
-  static std::string errors_text(const std::vector<plugin_host::LoadError>& errors) {
-    std::string out;
-    for (const auto& e : errors) out += (out.empty() ? "" : "; ") + e.to_string();
-    return out;
-  }
-
-  // The non-stable plugins loaded now: what a crash marker names.
-  void note_suspects() {
-    std::string text;
-    for (const auto& p : plugins->describe()) {
-      const auto* pc = current_config()->pipeline(p.pipeline);
-      const auto* sc = pc ? pc->stage(p.stage) : nullptr;
-      if (sc != nullptr && sc->stable != p.variant) text += (text.empty() ? "" : ", ") + p.pipeline + "/" + p.stage + "/" + p.variant + " (" + p.file + ")";
-    }
-    set_crash_suspects(text);
-  }
-
-  std::shared_ptr<const config::Config> current_config() {
-    std::lock_guard lock(state_mu);
-    return config;
-  }
-
-  std::string not_ready() {
-    std::lock_guard lock(state_mu);
-    if (!not_ready_reason.empty()) return not_ready_reason;
-    return plugins->current() ? "" : "no plugins loaded";
-  }
-
   std::vector<AdminRoute> routes() {
     auto table = rollout_routes(*rollout);
     table.push_back({"GET", "/admin/status", [this](const AdminCall&) { return AdminAnswer{200, status()}; }});
-    table.push_back({"GET", "/admin/plugins", [this](const AdminCall&) { return AdminAnswer{200, plugins_json()}; }});
+    table.push_back({"GET", "/admin/plugins", [this](const AdminCall&) { return AdminAnswer{200, state->plugins_json()}; }});
     table.push_back({"POST", "/admin/plugins/reload", [this](const AdminCall& call) {
                        std::vector<std::string> only;
                        const json& list = call.body.contains("plugins") ? call.body["plugins"] : json::array();
                        if (!list.is_array()) return admin_error(400, R"(expected {"plugins": ["name", ...]} or an empty body)");
                        for (const auto& p : list)
                          if (p.is_string()) only.push_back(p.get<std::string>());
-                       return reload(current_config(), only);
+                       return state->reload_plugins(only);
                      }});
-    table.push_back({"POST", "/admin/config/reload", [this](const AdminCall&) { return reload_config(); }});
+    table.push_back({"POST", "/admin/config/reload", [this](const AdminCall&) { return state->reload_config(); }});
     return table;
   }
 
-  json plugins_json() {
-    json list = json::array();
-    for (const auto& p : plugins->describe())
-      list.push_back({{"pipeline", p.pipeline}, {"stage", p.stage}, {"variant", p.variant}, {"plugin", p.plugin_name},
-                      {"version", p.plugin_version}, {"file", p.file}, {"generation", p.generation}});
-    auto set = plugins->current();
-    return {{"generation", set ? set->generation : 0}, {"plugins", list}, {"retired_libraries", plugins->retired_libraries()}};
-  }
-
   json status() {
-    const std::string reason = not_ready();
+    const std::string reason = state->not_ready();
     return {{"version", PIPELINED_VERSION},
             {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started).count()},
             {"config", config_path},
             {"ready", reason.empty()},
             {"not_ready_reason", reason},
             {"requests_in_flight", requests->in_flight()},
-            {"plugins", plugins_json()},
+            {"plugins", state->plugins_json()},
             {"rollout", rollout->status().to_json()}};
-  }
-
-  // Loads plugins for `cfg`; on success the new set (and its config) serves new requests.
-  AdminAnswer reload(std::shared_ptr<const config::Config> cfg, const std::vector<std::string>& only) {
-    const auto errors = plugins->load(cfg, false, only);
-    if (!errors.empty()) {
-      json list = json::array();
-      for (const auto& e : errors) {
-        spdlog::error("reload refused: {}", e.to_string());
-        list.push_back({{"file", e.file}, {"reason", e.reason}});
-      }
-      return refused(422, "plugin reload refused; the running plugins keep serving", list);
-    }
-    {
-      std::lock_guard lock(state_mu);
-      config = cfg;
-      not_ready_reason.clear();
-    }
-    note_suspects();
-    spdlog::info("plugins reloaded: generation {}", plugins->current()->generation);
-    return {200, plugins_json()};
-  }
-
-  AdminAnswer reload_config() {
-    auto loaded = config::load_file(config_path);
-    if (!loaded.errors.empty()) {
-      json list = json::array();
-      for (const auto& e : loaded.errors) {
-        spdlog::error("config reload refused: {}", e.to_string());
-        list.push_back({{"file", e.file}, {"line", e.line}, {"column", e.column}, {"key", e.key}, {"message", e.message}});
-      }
-      return refused(422, "config reload refused; the running config stays", list);
-    }
-    auto result = reload(loaded.config, {});
-    if (result.status != 200) return result;
-    rollout->update_settings(rollout_settings(*loaded.config));
-    outbound->update_providers(loaded.config->providers);
-    spdlog::info("config reloaded from {}", config_path);
-    return result;
   }
 
   void drain() {
     if (draining.exchange(true)) return;
-    const auto timeout = current_config()->server.drain_timeout;
+    const auto timeout = state->config()->server.drain_timeout;
     spdlog::info("draining: no new connections; {} ms for requests in flight", timeout.count());
     frontend->stop_accepting();
     frontend->set_draining(true);
@@ -245,7 +162,7 @@ struct Daemon::Impl {
       if (ec) return;
       if (signal == SIGHUP) {
         spdlog::info("SIGHUP: reloading config and plugins");
-        pool->submit([this] { reload_config(); });
+        pool->submit([this] { state->reload_config(); });
       } else {
         spdlog::info("signal {}: stopping", signal);
         drain();
@@ -265,7 +182,7 @@ int Daemon::run() {
   auto& d = *impl_;
   net::signal_set signals(d.io, SIGTERM, SIGINT, SIGHUP);
   d.watch_signals(signals);
-  const auto cfg = d.current_config();
+  const auto cfg = d.state->config();
   std::printf("listening on %s:%u\n", cfg->server.listen_address.c_str(), static_cast<unsigned>(port()));
   if (d.admin_unix) std::printf("admin socket %s\n", cfg->admin.socket_path.c_str());
   if (d.admin_tcp) std::printf("admin on %s:%u\n", cfg->admin.tcp_address.c_str(), static_cast<unsigned>(d.admin_tcp->port()));

@@ -1,0 +1,101 @@
+// The controller's state and the operations behind RolloutController, shared by controller.cpp
+// (operator actions, the request path), schedule.cpp (guardrails, steps, crash guard, retention) and
+// controller_report.cpp. Internal: not part of rollout/'s interface.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "rollout/rollout.h"
+#include "rollout/store.h"
+
+namespace pipelined::rollout {
+
+using nlohmann::json;
+
+// What assign() reads: replaced whole on every change, never modified in place.
+struct RolloutState {
+  std::map<std::string, Rollout> latest;  // pipeline -> its most recent rollout
+  std::map<std::string, std::map<std::string, std::string>> stable_overrides;
+};
+
+struct RolloutController::Impl {
+  mutable std::mutex settings_mu;
+  std::shared_ptr<const RolloutSettings> settings;
+  mutable std::mutex state_mu;
+  std::shared_ptr<const RolloutState> state = std::make_shared<RolloutState>();
+  std::mutex change_mu;  // one operator or guardrail change at a time
+
+  std::unique_ptr<MetricsStore> store;
+  std::unique_ptr<RowWriter> writer;
+
+  // Start times of the requests assigned on a live rollout that have not been recorded yet: the
+  // guardrails judge only requests that started before the oldest of them, so a slow arm's slow
+  // requests are never missing from the comparison (no survivorship bias).
+  mutable std::mutex running_mu;
+  mutable std::map<std::string, std::multiset<std::int64_t>> running;
+
+  mutable std::mutex verdict_mu;
+  std::map<std::string, Verdict> verdicts;  // pipeline -> last guardrail pass
+  std::map<std::int64_t, Decision> last_decision;
+
+  std::mutex scheduler_mu;
+  std::condition_variable scheduler_wake;
+  bool stopping = false, started = false, stopped = false;
+  std::thread scheduler;
+  std::int64_t daemon_run_id = 0;
+
+  std::shared_ptr<const RolloutSettings> cfg() const {
+    std::lock_guard lock(settings_mu);
+    return settings;
+  }
+  std::shared_ptr<const RolloutState> snapshot() const {
+    std::lock_guard lock(state_mu);
+    return state;
+  }
+
+  void load_state();
+
+  // Publishes the new rollout, then persists it with its event. A new rollout (id 0) is persisted
+  // first, since its id is its salt. A rollback takes effect even when the database fails.
+  Result<Changed> change(Rollout r, const std::string& actor, const std::string& action, const std::string& reason,
+                         json details = json::object());
+
+  // The pipeline an action without one means: the only active rollout, else the only pipeline.
+  Result<std::string> pick_pipeline(const std::string& named) const;
+
+  Result<Changed> start_or_update(const RolloutChange& c);
+
+  Result<Changed> rollback(const Target& t, json details = json::object());
+
+  Result<Changed> set_status(const Target& t, const std::string& action, json details = json::object());
+
+  // After an unclean stop: a candidate that may have crashed the process gets no traffic until an
+  // operator resumes it; resume restores the share it had.
+  void guard_against_crash_loop(const std::string& crash_note);
+
+  void schedule();
+
+  void retention();
+
+  // The first start time still running for `pipeline`, or now.
+  std::int64_t complete_until(const std::string& pipeline, std::int64_t now) const;
+
+  Verdict verdict_for(const Rollout& r, std::int64_t until);
+
+  void evaluate();
+
+  // A verdict that changed without changing the rollout (collecting <-> keep) is an event too.
+  void record_decision(const Rollout& r, const Verdict& v, const json& details);
+
+  Result<json> report(const ReportQuery& q);
+};
+
+}  // namespace pipelined::rollout

@@ -1,0 +1,141 @@
+// The guardrail schedule: every guardrail_interval, judge each live rollout on complete data and
+// act on the verdict (roll back, pause, record the decision, take the next step); retention; and
+// the crash-loop guard at start.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "rollout/assignment.h"
+#include "rollout/controller_impl.h"
+#include "rollout/report.h"
+
+namespace pipelined::rollout {
+
+void RolloutController::Impl::guard_against_crash_loop(const std::string& crash_note) {
+  bool unclean = false;
+  try {
+    unclean = store->last_run_unclean();
+    daemon_run_id = store->begin_run();
+  } catch (const std::exception& e) {
+    spdlog::error("rollout: cannot record the daemon run: {}", e.what());
+  }
+  if (!unclean) return;
+  const auto held = snapshot();  // held: changes below publish newer states
+  for (const auto& [pipeline, r] : held->latest) {
+    if (!r.active() || (r.percent_bp == 0 && r.shadow_bp == 0)) continue;
+    Rollout next = r;
+    next.status = RolloutStatus::Paused;
+    next.paused_percent_bp = std::max(r.percent_bp, r.paused_percent_bp);
+    next.percent_bp = next.shadow_bp = 0;
+    std::lock_guard serial(change_mu);
+    char share[32];
+    std::snprintf(share, sizeof share, "%.2f", r.percent_bp / 100.0);
+    change(next, "daemon", "pause",
+           std::string("the previous daemon run ended without a clean stop") + (crash_note.empty() ? "" : " (" + crash_note + ")") +
+               " while this rollout held " + share + " %; the candidate gets no traffic until `pipectl resume`");
+  }
+}
+
+void RolloutController::Impl::schedule() {
+  auto last_retention = std::chrono::steady_clock::now();
+  std::unique_lock lock(scheduler_mu);
+  while (!stopping) {
+    scheduler_wake.wait_for(lock, cfg()->guardrail_interval, [this] { return stopping; });
+    if (stopping) break;
+    lock.unlock();
+    evaluate();
+    if (std::chrono::steady_clock::now() - last_retention > std::chrono::hours(1)) {
+      retention();
+      last_retention = std::chrono::steady_clock::now();
+    }
+    lock.lock();
+  }
+}
+
+void RolloutController::Impl::retention() {
+  try {
+    store->delete_before(now_ms() - static_cast<std::int64_t>(cfg()->retention_days) * 86'400'000);
+  } catch (const std::exception& e) {
+    spdlog::warn("rollout: retention pass failed: {}", e.what());
+  }
+}
+
+std::int64_t RolloutController::Impl::complete_until(const std::string& pipeline, std::int64_t now) const {
+  std::lock_guard lock(running_mu);
+  auto it = running.find(pipeline);
+  return it == running.end() || it->second.empty() ? now + 1 : *it->second.begin();
+}
+
+Verdict RolloutController::Impl::verdict_for(const Rollout& r, std::int64_t until) {
+  const auto settings = cfg();
+  const Window whole{r.id, r.created_ms, until};
+  auto arms = store->arms(r.pipeline, whole, false);
+  const ShadowOutcomes shadow = store->shadow(r.pipeline, whole);
+  std::optional<SplitCounts> split;
+  if (r.status == RolloutStatus::Live && r.percent_bp > 0 && r.percent_bp < kBuckets) {
+    auto since_step = store->arms(r.pipeline, {r.id, r.step_ms, until}, false);
+    split = SplitCounts{since_step["stable"].outcomes.requests, since_step["candidate"].outcomes.requests, r.percent_bp / 10000.0};
+  }
+  return judge(settings->criteria, arms["stable"].outcomes, arms["candidate"].outcomes, shadow, split);
+}
+
+void RolloutController::Impl::evaluate() {
+  const std::int64_t now = now_ms();
+  std::map<std::string, std::int64_t> until;
+  const auto held = snapshot();  // held: changes below publish newer states
+  for (const auto& [pipeline, r] : held->latest) until[pipeline] = complete_until(pipeline, now);
+  writer->flush();  // every request that started before `until` has been recorded: now it is written
+  const auto current = snapshot();
+  for (const auto& [pipeline, r] : current->latest) {
+    if (r.status != RolloutStatus::Live) continue;
+    Verdict v;
+    try {
+      v = verdict_for(r, until[pipeline]);
+    } catch (const std::exception& e) {
+      spdlog::warn("rollout: guardrails skipped for {}: {}", pipeline, e.what());
+      continue;
+    }
+    const json details = verdict_json(v);
+    Decision previous = Decision::Collecting;
+    {
+      std::lock_guard lock(verdict_mu);
+      verdicts[pipeline] = v;
+      auto [it, fresh] = last_decision.try_emplace(r.id, Decision::Collecting);
+      previous = it->second;
+      it->second = v.decision;
+    }
+    if (v.decision == Decision::RollBack) {
+      spdlog::warn("rollout {} ({}): guardrail tripped: {}", r.id, pipeline, v.reason);
+      rollback({pipeline, "guardrail", "roll back: " + v.reason}, details);
+      continue;
+    }
+    if (v.decision == Decision::Pause) {
+      spdlog::warn("rollout {} ({}): paused: {}", r.id, pipeline, v.reason);
+      set_status({pipeline, "guardrail", v.reason}, "pause", details);
+      continue;
+    }
+    if (v.decision != previous) record_decision(r, v, details);
+    if (v.decision != Decision::Keep) continue;
+    // The next step after the dwell, only when every criterion confidently holds.
+    if (r.steps.empty() || r.step_index + 1 >= static_cast<int>(r.steps.size()) || now - r.step_ms < r.dwell_ms) continue;
+    std::lock_guard serial(change_mu);
+    Rollout next = r;
+    ++next.step_index;
+    next.percent_bp = percent_to_bp(r.steps[static_cast<std::size_t>(next.step_index)]);
+    next.step_ms = now;
+    if (next.percent_bp >= kBuckets) next.status = RolloutStatus::Completed;
+    change(next, "schedule", next.status == RolloutStatus::Completed ? "complete" : "step", v.reason, details);
+  }
+}
+
+void RolloutController::Impl::record_decision(const Rollout& r, const Verdict& v, const json& details) {
+  Rollout same = r;
+  try {
+    store->save(same, {r.id, now_ms(), "guardrail", "decision", std::string(to_string(v.decision)) + ": " + v.reason, r.percent_bp, details});
+  } catch (const std::exception& e) {
+    spdlog::warn("rollout: could not record the decision for rollout {}: {}", r.id, e.what());
+  }
+}
+
+}  // namespace pipelined::rollout
