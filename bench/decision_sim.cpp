@@ -30,10 +30,10 @@ struct Scenario {
   std::string name;
   ArmModel stable, candidate;
   Criteria criteria;
-  long horizon;      // candidate requests per replay
+  long horizon;  // candidate requests per replay
   bool rollback_is_right;
-  long within;       // for the power figure: candidate requests within which a rollback counts
-  double goal;       // wrong rollbacks at most this share, or right ones within `within` at least
+  long within;  // for the power figure: candidate requests within which a rollback counts
+  double goal;  // wrong rollbacks at most this share, or right ones within `within` at least
 };
 
 struct Outcome {
@@ -52,8 +52,8 @@ void replay(const Scenario& s, std::uint64_t seed, Outcome& out) {
     const int a = u(rng) < 0.5 ? 1 : 0;
     const ArmModel& m = *models[a];
     const bool failed = u(rng) < m.failure;
-    arms[a].add(m.median_ms * std::exp(m.sigma_log * z(rng)), m.memory_bytes * std::exp(m.memory_sigma_log * z(rng)), !failed, true,
-                failed, failed ? "upstream" : "");
+    arms[a].add(m.median_ms * std::exp(m.sigma_log * z(rng)), m.memory_bytes * std::exp(m.memory_sigma_log * z(rng)), !failed, true, failed,
+                failed ? "upstream" : "");
     if (i % 10) continue;
     const Verdict v = judge(s.criteria, arms[0], arms[1], {}, SplitCounts{arms[0].requests, arms[1].requests, 0.5});
     if (v.decision == Decision::RollBack) {
@@ -70,7 +70,8 @@ Outcome run(const Scenario& s, long replays, int threads) {
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t)
     pool.emplace_back([&, t] {
-      for (long r = t; r < replays; r += threads) replay(s, 0x5eed0000ULL + static_cast<std::uint64_t>(r), parts[static_cast<std::size_t>(t)]);
+      for (long r = t; r < replays; r += threads)
+        replay(s, 0x5eed0000ULL + static_cast<std::uint64_t>(r), parts[static_cast<std::size_t>(t)]);
     });
   for (auto& th : pool) th.join();
   Outcome all;
@@ -110,12 +111,24 @@ int main(int argc, char** argv) {
       {"15 % faster, min_time_saved 10 %", base, with([](ArmModel& m) { m.median_ms *= 0.85; }), defaults, 5000, false, 5000, 0.05},
       {"+20 % latency, min_time_saved 0", base, with([](ArmModel& m) { m.median_ms *= 1.2; }), no_speedup_required, 2000, true, 260, 0},
       {"+20 % latency, min_time_saved 10 %", base, with([](ArmModel& m) { m.median_ms *= 1.2; }), defaults, 2000, true, 260, 0.80},
-      {"failures 1 % -> 20 %", base, with([](ArmModel& m) { m.failure = 0.20; m.median_ms *= 0.7; }), defaults, 1000, true, 100, 0.90},
-      {"failures 1 % -> 2 %", base, with([](ArmModel& m) { m.failure = 0.02; m.median_ms *= 0.7; }), defaults, 8000, true, 5000, 0.80},
-      {"memory +30 %", base, with([](ArmModel& m) { m.memory_bytes *= 1.3; m.median_ms *= 0.7; }), defaults, 2000, true, 2000, 0},
+      {"failures 1 % -> 20 %", base, with([](ArmModel& m) {
+         m.failure = 0.20;
+         m.median_ms *= 0.7;
+       }),
+       defaults, 1000, true, 100, 0.90},
+      {"failures 1 % -> 2 %", base, with([](ArmModel& m) {
+         m.failure = 0.02;
+         m.median_ms *= 0.7;
+       }),
+       defaults, 8000, true, 5000, 0.80},
+      {"memory +30 %", base, with([](ArmModel& m) {
+         m.memory_bytes *= 1.3;
+         m.median_ms *= 0.7;
+       }),
+       defaults, 2000, true, 2000, 0},
   };
-  std::printf("decision_sim: %ld replays per scenario, judged every 10 requests, alpha %.3f, lognormal latency sigma_log 0.5\n",
-              replays, defaults.alpha);
+  std::printf("decision_sim: %ld replays per scenario, judged every 10 requests, alpha %.3f, lognormal latency sigma_log 0.5\n", replays,
+              defaults.alpha);
   std::printf("%-36s %10s %12s %22s\n", "scenario", "rollbacks", "within", "median candidate n");
   int missed = 0;
   for (const auto& s : scenarios) {
@@ -125,8 +138,8 @@ int main(int argc, char** argv) {
     const double within = static_cast<double>(o.rollbacks_within) / static_cast<double>(o.replays);
     char within_text[48];
     std::snprintf(within_text, sizeof within_text, "%.1f %% <= %ld", 100 * within, s.within);
-    std::printf("%-36s %9.2f%% %12s %22.0f   %s (%ld replays)\n", s.name.c_str(), 100 * rate, within_text,
-                median(o.samples_to_rollback), s.rollback_is_right ? "rollback is right" : "rollback is wrong", o.replays);
+    std::printf("%-36s %9.2f%% %12s %22.0f   %s (%ld replays)\n", s.name.c_str(), 100 * rate, within_text, median(o.samples_to_rollback),
+                s.rollback_is_right ? "rollback is right" : "rollback is wrong", o.replays);
     const bool met = s.rollback_is_right ? within >= s.goal : rate <= s.goal;
     if (!met) {
       ++missed;

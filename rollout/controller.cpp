@@ -47,9 +47,15 @@ json Status::to_json() const {
   for (const auto& e : recent_events) events.push_back(e.to_json());
   return {{"pipelines", out},
           {"recent_events", events},
-          {"metrics", {{"written", metrics.written}, {"queued", metrics.queued}, {"lost", metrics.lost()},
-                       {"lost_by_cause", {{"queue_full", metrics.lost_queue_full}, {"locked", metrics.lost_locked},
-                                          {"disk_full", metrics.lost_disk_full}, {"unavailable", metrics.lost_unavailable}}}}}};
+          {"metrics",
+           {{"written", metrics.written},
+            {"queued", metrics.queued},
+            {"lost", metrics.lost()},
+            {"lost_by_cause",
+             {{"queue_full", metrics.lost_queue_full},
+              {"locked", metrics.lost_locked},
+              {"disk_full", metrics.lost_disk_full},
+              {"unavailable", metrics.lost_unavailable}}}}}};
 }
 
 namespace {
@@ -68,7 +74,7 @@ void RolloutController::Impl::load_state() {
 }
 
 Result<Changed> RolloutController::Impl::change(Rollout r, const std::string& actor, const std::string& action, const std::string& reason,
-                                                  json details) {
+                                                json details) {
   r.updated_ms = now_ms();
   r.reason = reason;
   RolloutEvent event{0, r.updated_ms, actor, action, reason, r.percent_bp, std::move(details)};
@@ -137,7 +143,8 @@ Result<Changed> RolloutController::Impl::start_or_update(const RolloutChange& c)
     return invalid("pipeline '" + pipeline + "' has no candidate variant: name stages and variants, or set 'candidate:' on its stages");
   const std::vector<double> steps = c.steps.value_or(settings->steps);
   for (std::size_t i = 0; i < steps.size(); ++i)
-    if (steps[i] <= 0 || steps[i] > 100 || (i > 0 && steps[i] <= steps[i - 1])) return invalid("'steps' must be increasing percents in (0, 100]");
+    if (steps[i] <= 0 || steps[i] > 100 || (i > 0 && steps[i] <= steps[i - 1]))
+      return invalid("'steps' must be increasing percents in (0, 100]");
 
   const auto s = snapshot();
   auto current = s->latest.find(pipeline);

@@ -50,11 +50,17 @@ Result<json> RolloutController::Impl::report(const ReportQuery& q) {
               {"pipelines", pipelines},
               {"rows_lost", w.lost()},
               {"rows_written", w.written},
-              {"criteria", {{"min_success_rate", c.min_success_rate}, {"min_time_saved", c.min_time_saved},
-                            {"max_memory_increase", c.max_memory_increase}, {"max_error_class_spike", c.max_error_class_spike},
-                            {"max_shadow_mismatch", c.max_shadow_mismatch}, {"alpha", c.alpha}, {"srm_alpha", c.srm_alpha},
-                            {"hard_min_success_rate", c.hard_min_success_rate}, {"hard_min_requests", c.hard_min_requests},
-                            {"min_samples_per_arm", c.min_samples_per_arm}}}};
+              {"criteria",
+               {{"min_success_rate", c.min_success_rate},
+                {"min_time_saved", c.min_time_saved},
+                {"max_memory_increase", c.max_memory_increase},
+                {"max_error_class_spike", c.max_error_class_spike},
+                {"max_shadow_mismatch", c.max_shadow_mismatch},
+                {"alpha", c.alpha},
+                {"srm_alpha", c.srm_alpha},
+                {"hard_min_success_rate", c.hard_min_success_rate},
+                {"hard_min_requests", c.hard_min_requests},
+                {"min_samples_per_arm", c.min_samples_per_arm}}}};
 }
 
 }  // namespace pipelined::rollout

@@ -12,23 +12,29 @@ namespace seq = sequential;
 
 const char* to_string(CheckResult r) {
   switch (r) {
-    case CheckResult::Holds: return "holds";
-    case CheckResult::Fails: return "fails";
-    default: return "unsure";
+    case CheckResult::Holds:
+      return "holds";
+    case CheckResult::Fails:
+      return "fails";
+    default:
+      return "unsure";
   }
 }
 
 const char* to_string(Decision d) {
   switch (d) {
-    case Decision::Keep: return "keep";
-    case Decision::RollBack: return "roll_back";
-    case Decision::Pause: return "pause";
-    default: return "collecting";
+    case Decision::Keep:
+      return "keep";
+    case Decision::RollBack:
+      return "roll_back";
+    case Decision::Pause:
+      return "pause";
+    default:
+      return "collecting";
   }
 }
 
-void ArmOutcomes::add(double latency_ms, double peak_bytes, bool own_ok, bool user_ok, bool fell_back,
-                      const std::string& failure_class) {
+void ArmOutcomes::add(double latency_ms, double peak_bytes, bool own_ok, bool user_ok, bool fell_back, const std::string& failure_class) {
   requests += 1;
   if (!own_ok) {
     own_failures += 1;
@@ -67,8 +73,10 @@ Check time_saved(const Criteria& c, const ArmOutcomes& s, const ArmOutcomes& k, 
   out.high = 1 - std::exp(d.low);
   if (!d.valid) return out;
   const double bound = std::log(1 - c.min_time_saved);  // the criterion on the log-ratio scale
-  if (d.low > bound) out.result = CheckResult::Fails;
-  else if (d.high < bound) out.result = CheckResult::Holds;
+  if (d.low > bound)
+    out.result = CheckResult::Fails;
+  else if (d.high < bound)
+    out.result = CheckResult::Holds;
   else {
     const double sd = std::sqrt((s.log_latency.variance() + k.log_latency.variance()) / 2);
     const double need = seq::samples_needed(sd, std::abs(d.estimate - bound), alpha, kTuneLatency, true);
@@ -85,15 +93,17 @@ Check own_success(const Criteria& c, const ArmOutcomes& k, double alpha) {
   const seq::Interval p = seq::proportion_test(k.requests - k.own_failures, k.requests, c.min_success_rate, alpha, kTuneSuccess);
   out.estimate = p.estimate, out.low = p.low, out.high = p.high;
   if (!p.valid) return out;
-  if (p.high < c.min_success_rate) out.result = CheckResult::Fails;
-  else if (p.low >= c.min_success_rate) out.result = CheckResult::Holds;
+  if (p.high < c.min_success_rate)
+    out.result = CheckResult::Fails;
+  else if (p.low >= c.min_success_rate)
+    out.result = CheckResult::Holds;
   else {
     const double q = c.min_success_rate;
     const double need = seq::samples_needed(std::sqrt(q * (1 - q)), std::abs(p.estimate - c.min_success_rate), alpha, kTuneSuccess, false);
     out.more_samples = std::max(0.0, need - k.requests);
   }
-  out.text = "candidate success " + interval_text(out.estimate, out.low, out.high) +
-             (out.result == CheckResult::Fails ? " < " : " vs ") + format_percent(c.min_success_rate);
+  out.text = "candidate success " + interval_text(out.estimate, out.low, out.high) + (out.result == CheckResult::Fails ? " < " : " vs ") +
+             format_percent(c.min_success_rate);
   return out;
 }
 
@@ -102,9 +112,8 @@ Check critical_success(const Criteria& c, const ArmOutcomes& k) {
   Check out{"critical_success", "candidate success, fast path", 0, 0, 0, c.hard_min_success_rate, 0};
   out.estimate = out.low = out.high = k.requests > 0 ? 1 - k.own_failures / k.requests : 1;
   out.result = k.requests >= c.hard_min_requests && out.estimate < c.hard_min_success_rate ? CheckResult::Fails : CheckResult::Unsure;
-  out.text = "candidate success " + format_percent(out.estimate) + " of " + std::to_string(static_cast<long>(k.requests)) +
-             " requests" + (out.result == CheckResult::Fails ? " < " : " vs ") + format_percent(c.hard_min_success_rate) +
-             " (critical)";
+  out.text = "candidate success " + format_percent(out.estimate) + " of " + std::to_string(static_cast<long>(k.requests)) + " requests" +
+             (out.result == CheckResult::Fails ? " < " : " vs ") + format_percent(c.hard_min_success_rate) + " (critical)";
   return out;
 }
 
@@ -132,12 +141,14 @@ Check memory(const Criteria& c, const ArmOutcomes& s, const ArmOutcomes& k, doub
   out.estimate = std::exp(d.estimate) - 1, out.low = std::exp(d.low) - 1, out.high = std::exp(d.high) - 1;
   if (!d.valid) return out;
   const double bound = std::log1p(c.max_memory_increase);
-  if (d.low > bound) out.result = CheckResult::Fails;
-  else if (d.high < bound) out.result = CheckResult::Holds;
+  if (d.low > bound)
+    out.result = CheckResult::Fails;
+  else if (d.high < bound)
+    out.result = CheckResult::Holds;
   else {
     const double sd = std::sqrt((s.log_peak.variance() + k.log_peak.variance()) / 2);
-    out.more_samples = std::max(0.0, seq::samples_needed(sd, std::abs(d.estimate - bound), alpha, kTuneLatency, true) -
-                                         std::min(s.requests, k.requests));
+    out.more_samples =
+        std::max(0.0, seq::samples_needed(sd, std::abs(d.estimate - bound), alpha, kTuneLatency, true) - std::min(s.requests, k.requests));
   }
   out.text = "memory +" + interval_text(out.estimate, out.low, out.high) + (out.result == CheckResult::Fails ? " > +" : " vs +") +
              format_percent(c.max_memory_increase);
@@ -152,8 +163,13 @@ std::vector<Check> error_classes(const Criteria& c, const ArmOutcomes& s, const 
     const auto it = s.failure_classes.find(cls);
     const double sn = it == s.failure_classes.end() ? 0 : it->second;
     const seq::Interval d = seq::proportion_difference(sn, s.requests, n, k.requests, each, kTuneProportion);
-    Check ch{"error_class:" + cls, "share of requests failing with '" + cls + "', candidate minus stable", d.estimate, d.low, d.high,
-             c.max_error_class_spike, each};
+    Check ch{"error_class:" + cls,
+             "share of requests failing with '" + cls + "', candidate minus stable",
+             d.estimate,
+             d.low,
+             d.high,
+             c.max_error_class_spike,
+             each};
     if (d.valid && d.low > c.max_error_class_spike) ch.result = CheckResult::Fails;
     ch.text = "error class '" + cls + "' +" + interval_text(d.estimate, d.low, d.high) + " of candidate requests over stable" +
               (ch.result == CheckResult::Fails ? " > " : " vs ") + format_percent(c.max_error_class_spike);
@@ -167,12 +183,13 @@ Check shadow_mismatch(const Criteria& c, const ShadowOutcomes& sh, double alpha)
   const seq::Interval p = seq::proportion(sh.mismatched, sh.compared, alpha, kTuneProportion);
   out.estimate = p.estimate, out.low = p.low, out.high = p.high;
   if (p.valid && sh.compared >= c.min_samples_per_arm) {
-    if (p.low > c.max_shadow_mismatch) out.result = CheckResult::Fails;
-    else if (p.high <= c.max_shadow_mismatch) out.result = CheckResult::Holds;
+    if (p.low > c.max_shadow_mismatch)
+      out.result = CheckResult::Fails;
+    else if (p.high <= c.max_shadow_mismatch)
+      out.result = CheckResult::Holds;
   }
-  out.text = "shadow mismatch " + interval_text(out.estimate, out.low, out.high) + " of " +
-             std::to_string(static_cast<long>(sh.compared)) + (out.result == CheckResult::Fails ? " > " : " vs ") +
-             format_percent(c.max_shadow_mismatch);
+  out.text = "shadow mismatch " + interval_text(out.estimate, out.low, out.high) + " of " + std::to_string(static_cast<long>(sh.compared)) +
+             (out.result == CheckResult::Fails ? " > " : " vs ") + format_percent(c.max_shadow_mismatch);
   return out;
 }
 
@@ -183,8 +200,7 @@ Check sample_ratio(const Criteria& c, const SplitCounts& split) {
   const double n = split.stable + split.candidate;
   const seq::Interval p = seq::proportion(split.candidate, n, c.srm_alpha, kTuneProportion);
   out.estimate = p.estimate, out.low = p.low, out.high = p.high;
-  if (p.valid && n >= 2 * c.min_samples_per_arm && split.share > 0 && split.share < 1 &&
-      (p.low > split.share || p.high < split.share))
+  if (p.valid && n >= 2 * c.min_samples_per_arm && split.share > 0 && split.share < 1 && (p.low > split.share || p.high < split.share))
     out.result = CheckResult::Fails;
   out.text = "candidate share " + interval_text(out.estimate, out.low, out.high) + " of " + std::to_string(static_cast<long>(n)) +
              " requests, configured " + format_percent(split.share);
@@ -231,8 +247,8 @@ Verdict judge(const Criteria& c, const ArmOutcomes& stable, const ArmOutcomes& c
   }
   if (!enough) {
     v.reason = "collecting: " + std::to_string(static_cast<long>(stable.requests)) + " stable and " +
-               std::to_string(static_cast<long>(candidate.requests)) + " candidate requests of " +
-               std::to_string(c.min_samples_per_arm) + " per arm before the tests judge";
+               std::to_string(static_cast<long>(candidate.requests)) + " candidate requests of " + std::to_string(c.min_samples_per_arm) +
+               " per arm before the tests judge";
     return v;
   }
   auto open = [](const Check& ch) { return ch.needed_to_keep && ch.result != CheckResult::Holds; };

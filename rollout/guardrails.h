@@ -20,8 +20,8 @@ struct ArmOutcomes {
   double own_failures = 0;   // an attempt of the arm's own variants failed (rescued or not)
   double user_failures = 0;  // the user got an error
   double fallbacks = 0;
-  sequential::Moments log_latency;  // log(latency ms)
-  sequential::Moments log_peak;     // log(1 + peak heap bytes)
+  sequential::Moments log_latency;                // log(latency ms)
+  sequential::Moments log_peak;                   // log(1 + peak heap bytes)
   std::map<std::string, double> failure_classes;  // own failures by error class
   void add(double latency_ms, double peak_bytes, bool own_ok, bool user_ok, bool fell_back, const std::string& failure_class);
 };
@@ -40,11 +40,11 @@ enum class CheckResult { Holds, Fails, Unsure };
 const char* to_string(CheckResult r);
 
 struct Check {
-  std::string rule;      // time_saved, own_success, critical_success, failure_increase, memory, error_class:<c>, shadow_mismatch, sample_ratio
-  std::string figure;    // what was compared, in words
+  std::string rule;  // time_saved, own_success, critical_success, failure_increase, memory, error_class:<c>, shadow_mismatch, sample_ratio
+  std::string figure;                      // what was compared, in words
   double estimate = 0, low = 0, high = 0;  // in the rule's own unit (fractions)
   double threshold = 0;
-  double alpha = 0;      // error budget this check spends
+  double alpha = 0;  // error budget this check spends
   CheckResult result = CheckResult::Unsure;
   bool needed_to_keep = false;  // "keep" waits until this one holds
   double more_samples = 0;      // per arm, estimated, while Unsure; 0 otherwise
@@ -61,7 +61,7 @@ struct Verdict {
   std::string reason;  // the checks that fired, or what is still needed
 };
 
-Verdict judge(const Criteria& criteria, const ArmOutcomes& stable, const ArmOutcomes& candidate,
-              const ShadowOutcomes& shadow, const std::optional<SplitCounts>& split);
+Verdict judge(const Criteria& criteria, const ArmOutcomes& stable, const ArmOutcomes& candidate, const ShadowOutcomes& shadow,
+              const std::optional<SplitCounts>& split);
 
 }  // namespace pipelined::rollout

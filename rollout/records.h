@@ -14,9 +14,9 @@ const char* to_string(Arm arm);
 
 struct Assignment {
   Arm arm = Arm::Stable;
-  int bucket = -1;               // 0..9999 from the sticky key; -1 when no rollout is live
-  std::int64_t rollout_id = 0;   // 0 when no rollout is live for the pipeline
-  std::int64_t started_ms = 0;   // when assign() ran; record() must carry it back as time_ms
+  int bucket = -1;              // 0..9999 from the sticky key; -1 when no rollout is live
+  std::int64_t rollout_id = 0;  // 0 when no rollout is live for the pipeline
+  std::int64_t started_ms = 0;  // when assign() ran; record() must carry it back as time_ms
   // stage -> variant for this request; empty on the stable arm (engine runs stable variants).
   std::map<std::string, std::string> variants;
   bool fallback_whole_request = false;  // rerun the whole pipeline on stable if the candidate fails
@@ -63,8 +63,8 @@ struct ShadowRecord {
   std::string request_id;
   std::string pipeline;
   std::int64_t rollout_id = 0;
-  bool candidate_ok = false;  // the shadow run produced output
-  bool matched = false;       // outputs equal under the configured comparison
+  bool candidate_ok = false;     // the shadow run produced output
+  bool matched = false;          // outputs equal under the configured comparison
   std::string first_difference;  // JSON pointer of the first mismatch, for the report
   std::int64_t stable_latency_us = 0;
   std::int64_t candidate_latency_us = 0;

@@ -20,11 +20,21 @@ double quantile(std::vector<double> v, double q) {
 json verdict_json(const Verdict& v) {
   json checks = json::array();
   for (const auto& c : v.checks)
-    checks.push_back({{"rule", c.rule},   {"figure", c.figure},       {"estimate", c.estimate},      {"low", c.low},
-                      {"high", c.high},   {"threshold", c.threshold}, {"alpha", c.alpha},            {"result", to_string(c.result)},
-                      {"text", c.text},   {"needed_to_keep", c.needed_to_keep},
+    checks.push_back({{"rule", c.rule},
+                      {"figure", c.figure},
+                      {"estimate", c.estimate},
+                      {"low", c.low},
+                      {"high", c.high},
+                      {"threshold", c.threshold},
+                      {"alpha", c.alpha},
+                      {"result", to_string(c.result)},
+                      {"text", c.text},
+                      {"needed_to_keep", c.needed_to_keep},
                       {"more_samples", std::isfinite(c.more_samples) ? json(std::ceil(c.more_samples)) : json(nullptr)}});
-  return {{"decision", to_string(v.decision)}, {"reason", v.reason}, {"n_stable", v.n_stable}, {"n_candidate", v.n_candidate},
+  return {{"decision", to_string(v.decision)},
+          {"reason", v.reason},
+          {"n_stable", v.n_stable},
+          {"n_candidate", v.n_candidate},
           {"checks", checks}};
 }
 
@@ -37,11 +47,14 @@ json arm_json(const ArmSamples& a) {
   for (const auto& [stage, ms] : a.stage_ms) {
     const auto fb = a.stage_fallbacks.find(stage);
     const long fallbacks = fb == a.stage_fallbacks.end() ? 0 : fb->second;
-    stages[stage] = {{"p50_ms", quantile(ms, 0.5)}, {"p95_ms", quantile(ms, 0.95)}, {"runs", ms.size()}, {"fallbacks", fallbacks},
+    stages[stage] = {{"p50_ms", quantile(ms, 0.5)},
+                     {"p95_ms", quantile(ms, 0.95)},
+                     {"runs", ms.size()},
+                     {"fallbacks", fallbacks},
                      {"fallback_rate", static_cast<double>(fallbacks) / static_cast<double>(ms.size())}};
   }
   json out = {{"requests", o.requests},
-              {"success_rate", (o.requests - o.user_failures) / n},  // what users got
+              {"success_rate", (o.requests - o.user_failures) / n},     // what users got
               {"own_success_rate", (o.requests - o.own_failures) / n},  // no attempt of the arm's variants failed
               {"ok", a.ok},
               {"partial", a.partial},
@@ -70,9 +83,10 @@ json pipeline_report(const PipelineReportInput& in) {
   json entry = {{"rollout", in.rollout ? in.rollout->to_json() : json(nullptr)},
                 {"window", {{"since_ms", in.window.since_ms}, {"until_ms", in.window.until_ms}}},
                 {"arms", arms},
-                {"shadow", {{"compared", in.shadow.compared},
-                            {"mismatched", in.shadow.mismatched},
-                            {"mismatch_rate", in.shadow.compared > 0 ? in.shadow.mismatched / in.shadow.compared : 0.0}}},
+                {"shadow",
+                 {{"compared", in.shadow.compared},
+                  {"mismatched", in.shadow.mismatched},
+                  {"mismatch_rate", in.shadow.compared > 0 ? in.shadow.mismatched / in.shadow.compared : 0.0}}},
                 {"verdict", in.verdict.reason},
                 {"decision", verdict_json(in.verdict)}};
   for (const auto& c : in.verdict.checks) {

@@ -39,9 +39,9 @@ struct RolloutChange {
   std::string pipeline;  // may be empty when one rollout is active or there is one pipeline
   double percent = 0;
   double shadow_percent = 0;
-  std::map<std::string, std::string> stages;   // stage -> candidate variant; empty: each stage's configured candidate
-  std::optional<std::vector<double>> steps;    // default: settings.steps
-  std::optional<Millis> dwell;                 // default: settings.step_dwell
+  std::map<std::string, std::string> stages;  // stage -> candidate variant; empty: each stage's configured candidate
+  std::optional<std::vector<double>> steps;   // default: settings.steps
+  std::optional<Millis> dwell;                // default: settings.step_dwell
   std::string actor = "operator";
   std::string reason;
 };
@@ -58,9 +58,9 @@ struct Changed {
 };
 
 struct ReportQuery {
-  std::string pipeline;        // empty: every pipeline
-  Millis since{3600000};       // requests that started this long ago or later
-  std::int64_t rollout_id = 0; // 0: the pipeline's latest rollout
+  std::string pipeline;         // empty: every pipeline
+  Millis since{3600000};        // requests that started this long ago or later
+  std::int64_t rollout_id = 0;  // 0: the pipeline's latest rollout
 };
 
 struct Status {

@@ -132,7 +132,8 @@ void RolloutController::Impl::evaluate() {
 void RolloutController::Impl::record_decision(const Rollout& r, const Verdict& v, const json& details) {
   Rollout same = r;
   try {
-    store->save(same, {r.id, now_ms(), "guardrail", "decision", std::string(to_string(v.decision)) + ": " + v.reason, r.percent_bp, details});
+    store->save(same,
+                {r.id, now_ms(), "guardrail", "decision", std::string(to_string(v.decision)) + ": " + v.reason, r.percent_bp, details});
   } catch (const std::exception& e) {
     spdlog::warn("rollout: could not record the decision for rollout {}: {}", r.id, e.what());
   }

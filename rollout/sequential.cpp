@@ -61,8 +61,8 @@ Interval proportion_test(double hits, double n, double p0, double alpha, double 
   return out;
 }
 
-Interval proportion_difference(double stable_hits, double stable_n, double candidate_hits, double candidate_n,
-                               double alpha, double t_tune, bool pooled) {
+Interval proportion_difference(double stable_hits, double stable_n, double candidate_hits, double candidate_n, double alpha, double t_tune,
+                               bool pooled) {
   Interval out;
   if (stable_n < 1 || candidate_n < 1) return out;
   out.estimate = candidate_hits / candidate_n - stable_hits / stable_n;

@@ -45,8 +45,8 @@ Interval proportion_test(double hits, double n, double p0, double alpha, double 
 
 // candidate proportion - stable proportion. The standard error is the pooled one of "both equal"
 // when `pooled` (a test of no difference), else each arm's own.
-Interval proportion_difference(double stable_hits, double stable_n, double candidate_hits, double candidate_n,
-                               double alpha, double t_tune, bool pooled = false);
+Interval proportion_difference(double stable_hits, double stable_n, double candidate_hits, double candidate_n, double alpha, double t_tune,
+                               bool pooled = false);
 
 // Samples per arm at which the sequence's half-width would shrink to `gap`, given the standard
 // deviation of one sample (pooled over both arms for differences); 0 when already there.

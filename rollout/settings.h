@@ -37,11 +37,11 @@ struct Criteria {
   double max_memory_increase = 0.20;  // candidate peak heap at most this much above stable
   double max_error_class_spike = 0.05;
   double max_shadow_mismatch = 0.01;
-  double alpha = 0.05;                // total, split across the guardrails (guardrails.cpp)
+  double alpha = 0.05;  // total, split across the guardrails (guardrails.cpp)
   double srm_alpha = 0.001;
   double hard_min_success_rate = 0.80;  // critical: below this after hard_min_requests, at once
   int hard_min_requests = 20;
-  int min_samples_per_arm = 30;       // the tests judge from this many per arm on
+  int min_samples_per_arm = 30;  // the tests judge from this many per arm on
 };
 
 struct RolloutSettings {

@@ -4,7 +4,7 @@ namespace pipelined::rollout {
 
 namespace {
 constexpr std::pair<RolloutStatus, const char*> kStatusNames[] = {
-    {RolloutStatus::Live, "live"},           {RolloutStatus::Paused, "paused"},      {RolloutStatus::RolledBack, "rolled_back"},
+    {RolloutStatus::Live, "live"},         {RolloutStatus::Paused, "paused"},       {RolloutStatus::RolledBack, "rolled_back"},
     {RolloutStatus::Promoted, "promoted"}, {RolloutStatus::Completed, "completed"},
 };
 }  // namespace
@@ -39,12 +39,13 @@ nlohmann::json Rollout::to_json() const {
           {"created_ms", created_ms},
           {"updated_ms", updated_ms},
           {"reason", reason},
-          {"resume_percent", status == RolloutStatus::Paused && paused_percent_bp > percent_bp ? paused_percent_bp / 100.0 : percent_bp / 100.0}};
+          {"resume_percent",
+           status == RolloutStatus::Paused && paused_percent_bp > percent_bp ? paused_percent_bp / 100.0 : percent_bp / 100.0}};
 }
 
 nlohmann::json RolloutEvent::to_json() const {
-  nlohmann::json j = {{"rollout_id", rollout_id}, {"time_ms", time_ms}, {"actor", actor},         {"action", action},
-                      {"reason", reason},         {"percent", percent_bp / 100.0}};
+  nlohmann::json j = {{"rollout_id", rollout_id}, {"time_ms", time_ms}, {"actor", actor},
+                      {"action", action},         {"reason", reason},   {"percent", percent_bp / 100.0}};
   if (!details.empty()) j["details"] = details;
   return j;
 }

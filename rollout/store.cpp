@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <SQLiteCpp/VariadicBind.h>
 #include <nlohmann/json.hpp>
 
 #include "rollout/columns.h"
@@ -31,9 +32,8 @@ std::unique_ptr<SQLite::Database> open_database(const std::string& path) {
   const int newest = migrations().empty() ? 0 : migrations().back().version;
   int version = db->execAndGet("PRAGMA user_version").getInt();
   if (version > newest) {
-    throw std::runtime_error("metrics database " + path + " has schema version " + std::to_string(version) +
-                             ", newer than this binary's " + std::to_string(newest) +
-                             "; run the newer pipelined, or move the database aside");
+    throw std::runtime_error("metrics database " + path + " has schema version " + std::to_string(version) + ", newer than this binary's " +
+                             std::to_string(newest) + "; run the newer pipelined, or move the database aside");
   }
   for (const auto& m : migrations()) {
     if (m.version <= version) continue;
@@ -125,38 +125,21 @@ void MetricsStore::save(Rollout& r, RolloutEvent event) {
     SQLite::Statement ins(*db_,
                           "INSERT INTO rollouts (pipeline, variants, percent_bp, shadow_bp, status, steps, step_index, dwell_ms, "
                           "step_ms, created_ms, updated_ms, reason) VALUES (?, '{}', 0, 0, 'live', '[]', -1, 0, 0, ?, ?, '')");
-    ins.bind(1, r.pipeline);
-    ins.bind(2, r.created_ms);
-    ins.bind(3, r.created_ms);
+    SQLite::bind(ins, r.pipeline, r.created_ms, r.created_ms);
     ins.exec();
     r.id = db_->getLastInsertRowid();
   }
   SQLite::Statement up(*db_,
                        "UPDATE rollouts SET variants = ?, percent_bp = ?, shadow_bp = ?, status = ?, steps = ?, step_index = ?, "
                        "dwell_ms = ?, step_ms = ?, updated_ms = ?, reason = ?, paused_percent_bp = ? WHERE id = ?");
-  up.bind(1, json(r.variants).dump());
-  up.bind(2, r.percent_bp);
-  up.bind(3, r.shadow_bp);
-  up.bind(4, to_string(r.status));
-  up.bind(5, json(r.steps).dump());
-  up.bind(6, r.step_index);
-  up.bind(7, r.dwell_ms);
-  up.bind(8, r.step_ms);
-  up.bind(9, r.updated_ms);
-  up.bind(10, r.reason);
-  up.bind(11, r.paused_percent_bp);
-  up.bind(12, r.id);
+  SQLite::bind(up, json(r.variants).dump(), r.percent_bp, r.shadow_bp, to_string(r.status), json(r.steps).dump(), r.step_index, r.dwell_ms,
+               r.step_ms, r.updated_ms, r.reason, r.paused_percent_bp, r.id);
   up.exec();
   SQLite::Statement ev(*db_,
                        "INSERT INTO rollout_events (rollout_id, time_ms, actor, action, reason, percent_bp, details) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?)");
-  ev.bind(1, r.id);
-  ev.bind(2, event.time_ms);
-  ev.bind(3, event.actor);
-  ev.bind(4, event.action);
-  ev.bind(5, event.reason);
-  ev.bind(6, event.percent_bp);
-  ev.bind(7, event.details.empty() ? std::string() : event.details.dump());
+  SQLite::bind(ev, r.id, event.time_ms, event.actor, event.action, event.reason, event.percent_bp,
+               event.details.empty() ? std::string() : event.details.dump());
   ev.exec();
   t.commit();
 }
@@ -184,8 +167,8 @@ std::vector<RolloutEvent> MetricsStore::events(std::int64_t rollout_id, int limi
   q.bind(2, rollout_id);
   q.bind(3, limit);
   while (q.executeStep()) {
-    RolloutEvent e{q.getColumn(0).getInt64(), q.getColumn(1).getInt64(), q.getColumn(2).getString(), q.getColumn(3).getString(),
-                   q.getColumn(4).getString(), q.getColumn(5).getInt()};
+    RolloutEvent e{q.getColumn(0).getInt64(),  q.getColumn(1).getInt64(),  q.getColumn(2).getString(),
+                   q.getColumn(3).getString(), q.getColumn(4).getString(), q.getColumn(5).getInt()};
     const std::string details = q.getColumn(6).getString();
     if (!details.empty()) e.details = json::parse(details, nullptr, false);
     if (e.details.is_discarded()) e.details = json::object();
@@ -205,7 +188,7 @@ bool MetricsStore::last_run_unclean() {
 std::int64_t MetricsStore::begin_run() {
   std::lock_guard lock(mu_);
   SQLite::Statement ins(*db_, "INSERT INTO daemon_runs (started_ms) VALUES (?)");
-  ins.bind(1, now_ms());
+  SQLite::bind(ins, now_ms());
   ins.exec();
   return db_->getLastInsertRowid();
 }
@@ -236,9 +219,12 @@ std::map<std::string, ArmSamples> MetricsStore::arms(const std::string& pipeline
     ArmSamples& a = arms[q.getColumn(0).getString()];
     const std::string outcome = q.getColumn(1).getString();
     const bool user_ok = outcome == "ok" || outcome == "partial";
-    if (outcome == "ok") ++a.ok;
-    else if (outcome == "partial") ++a.partial;
-    else ++a.errors;
+    if (outcome == "ok")
+      ++a.ok;
+    else if (outcome == "partial")
+      ++a.partial;
+    else
+      ++a.errors;
     const std::string error_class = q.getColumn(4).getString();
     if (!error_class.empty()) ++a.user_error_classes[error_class];
     // own_failure is "<stage>: <class>"; the guardrails group by class.

@@ -50,10 +50,10 @@ struct Window {
 struct ArmSamples {
   ArmOutcomes outcomes;
   long ok = 0, partial = 0, errors = 0;
-  std::map<std::string, long> user_error_classes;            // what users got
-  std::map<std::string, std::vector<double>> figures;        // arm_figures() name -> values
-  std::map<std::string, std::vector<double>> stage_ms;       // stage -> durations
-  std::map<std::string, long> stage_fallbacks;               // stage -> runs that fell back
+  std::map<std::string, long> user_error_classes;       // what users got
+  std::map<std::string, std::vector<double>> figures;   // arm_figures() name -> values
+  std::map<std::string, std::vector<double>> stage_ms;  // stage -> durations
+  std::map<std::string, long> stage_fallbacks;          // stage -> runs that fell back
 };
 
 class MetricsStore {

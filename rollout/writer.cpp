@@ -1,5 +1,6 @@
 #include "rollout/writer.h"
 
+#include <SQLiteCpp/VariadicBind.h>
 #include <sqlite3.h>
 #include <spdlog/spdlog.h>
 
@@ -91,9 +92,12 @@ enum class Loss { None, Locked, DiskFull, Unavailable };
 Loss classify(int code) {
   switch (code & 0xFF) {
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: return Loss::Locked;
-    case SQLITE_FULL: return Loss::DiskFull;
-    default: return Loss::Unavailable;
+    case SQLITE_LOCKED:
+      return Loss::Locked;
+    case SQLITE_FULL:
+      return Loss::DiskFull;
+    default:
+      return Loss::Unavailable;
   }
 }
 
@@ -115,30 +119,15 @@ void insert(SQLite::Database& db, const std::vector<std::variant<RequestRecord, 
       const std::int64_t id = db.getLastInsertRowid();
       for (const auto& s : r->stages) {
         stage.reset();
-        stage.bind(1, id);
-        stage.bind(2, s.stage);
-        stage.bind(3, s.variant);
-        stage.bind(4, s.plugin_version);
-        stage.bind(5, s.start_us);
-        stage.bind(6, s.duration_us);
-        stage.bind(7, s.status);
-        stage.bind(8, s.attempts);
-        stage.bind(9, s.error_class);
-        stage.bind(10, s.peak_bytes);
+        SQLite::bind(stage, id, s.stage, s.variant, s.plugin_version, s.start_us, s.duration_us, s.status, s.attempts, s.error_class,
+                     s.peak_bytes);
         stage.exec();
       }
     } else {
       const auto& s = std::get<ShadowRecord>(row);
       shadow.reset();
-      shadow.bind(1, s.time_ms);
-      shadow.bind(2, s.request_id);
-      shadow.bind(3, s.pipeline);
-      shadow.bind(4, s.rollout_id);
-      shadow.bind(5, s.candidate_ok ? 1 : 0);
-      shadow.bind(6, s.matched ? 1 : 0);
-      shadow.bind(7, s.first_difference);
-      shadow.bind(8, s.stable_latency_us);
-      shadow.bind(9, s.candidate_latency_us);
+      SQLite::bind(shadow, s.time_ms, s.request_id, s.pipeline, s.rollout_id, s.candidate_ok ? 1 : 0, s.matched ? 1 : 0, s.first_difference,
+                   s.stable_latency_us, s.candidate_latency_us);
       shadow.exec();
     }
   }
@@ -173,9 +162,15 @@ void RowWriter::write(std::vector<Row>& batch) {
   }
   std::lock_guard lock(mu_);
   switch (loss) {
-    case Loss::Locked: counters_.lost_locked += batch.size(); break;
-    case Loss::DiskFull: counters_.lost_disk_full += batch.size(); break;
-    default: counters_.lost_unavailable += batch.size(); break;
+    case Loss::Locked:
+      counters_.lost_locked += batch.size();
+      break;
+    case Loss::DiskFull:
+      counters_.lost_disk_full += batch.size();
+      break;
+    default:
+      counters_.lost_unavailable += batch.size();
+      break;
   }
 }
 

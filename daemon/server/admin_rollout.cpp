@@ -12,10 +12,14 @@ namespace {
 
 int http_status(ro::Error::Kind kind) {
   switch (kind) {
-    case ro::Error::Kind::NotFound: return 404;
-    case ro::Error::Kind::Conflict: return 409;
-    case ro::Error::Kind::Unavailable: return 503;
-    default: return 400;
+    case ro::Error::Kind::NotFound:
+      return 404;
+    case ro::Error::Kind::Conflict:
+      return 409;
+    case ro::Error::Kind::Unavailable:
+      return 503;
+    default:
+      return 400;
   }
 }
 
@@ -23,8 +27,10 @@ json changed_json(const ro::Changed& c, const char* list_name) {
   json list = json::array();
   for (const auto& r : c.rollouts) list.push_back(r.to_json());
   json out = {{"persisted", c.persisted}};
-  if (std::string(list_name) == "rollout") out["rollout"] = list.empty() ? json(nullptr) : list.front();
-  else out[list_name] = list;
+  if (std::string(list_name) == "rollout")
+    out["rollout"] = list.empty() ? json(nullptr) : list.front();
+  else
+    out[list_name] = list;
   return out;
 }
 
@@ -81,7 +87,8 @@ ro::Result<ro::RolloutChange> change_of(const json& body) {
     c.steps = steps;
   }
   if (body.contains("dwell_ms")) {
-    if (!body["dwell_ms"].is_number_integer() || body["dwell_ms"].get<std::int64_t>() < 0) return bad("'dwell_ms' must be a non-negative integer");
+    if (!body["dwell_ms"].is_number_integer() || body["dwell_ms"].get<std::int64_t>() < 0)
+      return bad("'dwell_ms' must be a non-negative integer");
     c.dwell = ro::Millis(body["dwell_ms"].get<std::int64_t>());
   }
   if (body.contains("dwell")) {
@@ -105,7 +112,10 @@ std::vector<AdminRoute> rollout_routes(ro::RolloutController& rollout) {
   auto& c = rollout;
   auto one = [](const ro::Changed& ch) { return changed_json(ch, "rollout"); };
   return {
-      {"GET", "/admin/rollout", [&c](const AdminCall&) { return AdminAnswer{200, c.status().to_json()}; }},
+      {"GET", "/admin/rollout",
+       [&c](const AdminCall&) {
+         return AdminAnswer{200, c.status().to_json()};
+       }},
       {"POST", "/admin/rollout",
        [&c, one](const AdminCall& call) {
          auto change = change_of(call.body);
@@ -118,9 +128,12 @@ std::vector<AdminRoute> rollout_routes(ro::RolloutController& rollout) {
            return answer(c.rollback(t), [](const ro::Changed& ch) { return changed_json(ch, "rolled_back"); });
          });
        }},
-      {"POST", "/admin/rollout/promote", [&c, one](const AdminCall& call) { return with_target(call, [&](const ro::Target& t) { return answer(c.promote(t), one); }); }},
-      {"POST", "/admin/rollout/pause", [&c, one](const AdminCall& call) { return with_target(call, [&](const ro::Target& t) { return answer(c.pause(t), one); }); }},
-      {"POST", "/admin/rollout/resume", [&c, one](const AdminCall& call) { return with_target(call, [&](const ro::Target& t) { return answer(c.resume(t), one); }); }},
+      {"POST", "/admin/rollout/promote",
+       [&c, one](const AdminCall& call) { return with_target(call, [&](const ro::Target& t) { return answer(c.promote(t), one); }); }},
+      {"POST", "/admin/rollout/pause",
+       [&c, one](const AdminCall& call) { return with_target(call, [&](const ro::Target& t) { return answer(c.pause(t), one); }); }},
+      {"POST", "/admin/rollout/resume",
+       [&c, one](const AdminCall& call) { return with_target(call, [&](const ro::Target& t) { return answer(c.resume(t), one); }); }},
       {"GET", "/admin/report",
        [&c](const AdminCall& call) {
          ro::ReportQuery q;

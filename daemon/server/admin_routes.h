@@ -21,8 +21,8 @@ struct AdminAnswer {
 };
 
 struct AdminCall {
-  std::string target;  // path and query
-  nlohmann::json body;  // the parsed JSON body of a POST ({} when empty)
+  std::string target;                                // path and query
+  nlohmann::json body;                               // the parsed JSON body of a POST ({} when empty)
   std::string query(const std::string& name) const;  // "" when absent
 };
 

@@ -89,7 +89,8 @@ struct Daemon::Impl {
 
     const auto& s = config->server;
     ListenerOptions front{s.body_limit_bytes, s.header_limit_bytes, s.read_timeout, s.idle_timeout, ""};
-    frontend = std::make_unique<HttpListener>(io, front, [this](Request&& r, Reply reply) { frontend_routes->serve(std::move(r), std::move(reply)); });
+    frontend = std::make_unique<HttpListener>(io, front,
+                                              [this](Request&& r, Reply reply) { frontend_routes->serve(std::move(r), std::move(reply)); });
     if (auto e = frontend->listen_tcp(s.listen_address, s.listen_port); !e.empty()) throw std::runtime_error(e);
 
     ListenerOptions admin{1 << 20, 16 << 10, s.read_timeout, s.idle_timeout, ""};

@@ -49,8 +49,13 @@ std::string PluginState::not_ready() const {
 json PluginState::plugins_json() const {
   json list = json::array();
   for (const auto& p : plugins_.describe())
-    list.push_back({{"pipeline", p.pipeline}, {"stage", p.stage}, {"variant", p.variant}, {"plugin", p.plugin_name},
-                    {"version", p.plugin_version}, {"file", p.file}, {"generation", p.generation}});
+    list.push_back({{"pipeline", p.pipeline},
+                    {"stage", p.stage},
+                    {"variant", p.variant},
+                    {"plugin", p.plugin_name},
+                    {"version", p.plugin_version},
+                    {"file", p.file},
+                    {"generation", p.generation}});
   auto set = plugins_.current();
   return {{"generation", set ? set->generation : 0}, {"plugins", list}, {"retired_libraries", plugins_.retired_libraries()}};
 }
@@ -62,7 +67,8 @@ void PluginState::note_suspects() {
   for (const auto& p : plugins_.describe()) {
     const auto* pc = cfg->pipeline(p.pipeline);
     const auto* sc = pc ? pc->stage(p.stage) : nullptr;
-    if (sc != nullptr && sc->stable != p.variant) text += (text.empty() ? "" : ", ") + p.pipeline + "/" + p.stage + "/" + p.variant + " (" + p.file + ")";
+    if (sc != nullptr && sc->stable != p.variant)
+      text += (text.empty() ? "" : ", ") + p.pipeline + "/" + p.stage + "/" + p.variant + " (" + p.file + ")";
   }
   set_crash_suspects(text);
 }

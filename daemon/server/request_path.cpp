@@ -79,9 +79,10 @@ void RequestPath::start_run(const std::shared_ptr<Exchange>& x, std::map<std::st
 }
 
 void RequestPath::finish(const std::shared_ptr<Exchange>& x, engine::RunResult r) {
-  if (!r.ok && !r.partial && !x->whole_fallback && x->assignment.arm == rollout::Arm::Candidate &&
-      x->assignment.fallback_whole_request && Clock::now() < x->started + x->plugins->config->server.request_timeout && !draining_) {
-    spdlog::info("[{}] candidate run failed ({}: {}); rerunning the whole request on stable", x->request_id, r.error_class, r.error_message);
+  if (!r.ok && !r.partial && !x->whole_fallback && x->assignment.arm == rollout::Arm::Candidate && x->assignment.fallback_whole_request &&
+      Clock::now() < x->started + x->plugins->config->server.request_timeout && !draining_) {
+    spdlog::info("[{}] candidate run failed ({}: {}); rerunning the whole request on stable", x->request_id, r.error_class,
+                 r.error_message);
     x->whole_fallback = true;
     x->whole_failure = own_failure(r);
     return start_run(x, {});
@@ -94,14 +95,15 @@ void RequestPath::finish(const std::shared_ptr<Exchange>& x, engine::RunResult r
   endpoint::ResponseMeta meta{x->request_id, std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - x->started), {}};
   for (const auto& s : r.stages)
     if (!s.variant.empty()) meta.variants[s.stage] = s.variant;
-  json body = (r.ok || r.partial) ? endpoint::render(x->endpoint->response, r, meta) : endpoint::error_body(status, r.error_message, r.error_class);
+  json body =
+      (r.ok || r.partial) ? endpoint::render(x->endpoint->response, r, meta) : endpoint::error_body(status, r.error_message, r.error_class);
   auto response = json_response(x->version, x->keep_alive, status, body.dump());
   response.set("X-Request-Id", x->request_id);
   response.set("X-Pipelined-Arm", rollout::to_string(x->assignment.arm));
   x->reply(std::move(response));
 
-  FinishedRequest done{x->request_id, x->endpoint->pipeline, &x->assignment, x->started, meta.elapsed, status, x->whole_fallback,
-                       x->whole_failure};
+  FinishedRequest done{x->request_id, x->endpoint->pipeline, &x->assignment,  x->started, meta.elapsed,
+                       status,        x->whole_fallback,     x->whole_failure};
   rollout_.record(request_record(done, r));
   if (x->assignment.shadow && (r.ok || r.partial)) run_shadow(x, std::move(body), meta.elapsed);
 }
@@ -116,26 +118,27 @@ void RequestPath::run_shadow(const std::shared_ptr<Exchange>& x, json stable_bod
   run.input = x->input;
   run.variants = x->assignment.shadow_variants;
   const auto shadow_started = Clock::now();
-  engine_.run(x->plugins, std::move(run), [this, x, stable_body = std::move(stable_body), stable_elapsed, shadow_started](engine::RunResult r) {
-    rollout::ShadowRecord rec;
-    rec.time_ms = x->assignment.started_ms;
-    rec.request_id = x->request_id;
-    rec.pipeline = x->endpoint->pipeline;
-    rec.rollout_id = x->assignment.rollout_id;
-    rec.candidate_ok = r.ok;
-    rec.stable_latency_us = stable_elapsed.count();
-    rec.candidate_latency_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - shadow_started).count();
-    if (r.ok || r.partial) {
-      const json& t = x->endpoint->response;
-      const json candidate = endpoint::without_meta(t, endpoint::render(t, r, {x->request_id, {}, {}}));
-      rec.first_difference = rollout_.compare_outputs(endpoint::without_meta(t, stable_body), candidate);
-      rec.matched = rec.first_difference.empty();
-    } else {
-      rec.first_difference = "run failed: " + r.error_class;
-    }
-    rollout_.record_shadow(std::move(rec));
-    --shadows_;
-  });
+  engine_.run(x->plugins, std::move(run),
+              [this, x, stable_body = std::move(stable_body), stable_elapsed, shadow_started](engine::RunResult r) {
+                rollout::ShadowRecord rec;
+                rec.time_ms = x->assignment.started_ms;
+                rec.request_id = x->request_id;
+                rec.pipeline = x->endpoint->pipeline;
+                rec.rollout_id = x->assignment.rollout_id;
+                rec.candidate_ok = r.ok;
+                rec.stable_latency_us = stable_elapsed.count();
+                rec.candidate_latency_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - shadow_started).count();
+                if (r.ok || r.partial) {
+                  const json& t = x->endpoint->response;
+                  const json candidate = endpoint::without_meta(t, endpoint::render(t, r, {x->request_id, {}, {}}));
+                  rec.first_difference = rollout_.compare_outputs(endpoint::without_meta(t, stable_body), candidate);
+                  rec.matched = rec.first_difference.empty();
+                } else {
+                  rec.first_difference = "run failed: " + r.error_class;
+                }
+                rollout_.record_shadow(std::move(rec));
+                --shadows_;
+              });
 }
 
 std::size_t RequestPath::in_flight() const {

@@ -22,8 +22,7 @@ class RequestPath {
   RequestPath(engine::Engine& engine, rollout::RolloutController& rollout);
 
   // Serves `request` on `endpoint` of `plugins` (the endpoint belongs to plugins->config).
-  void serve(Request&& request, Reply reply, std::shared_ptr<const plugin_host::PluginSet> plugins,
-             const config::EndpointConfig& endpoint);
+  void serve(Request&& request, Reply reply, std::shared_ptr<const plugin_host::PluginSet> plugins, const config::EndpointConfig& endpoint);
 
   std::size_t in_flight() const;
   bool busy() const;  // requests or shadow runs still going

@@ -22,13 +22,14 @@ class DecisionsTest : public ::testing::Test {
   void SetUp() override {
     std::filesystem::create_directories(dir_ / "plugins");
     for (const char* p : {"test_echo", "test_echo_parallel", "test_fail_parallel"}) install_plugin(dir_ / "plugins", p);
-    write_file(dir_ / "pipelined.yaml",
-               "server: { listen: 127.0.0.1:0 }\nplugin_directory: " + dir_ / "plugins" + "\nstate_directory: " + dir_ / "state" +
-                   "\nrollout: { sticky_key: 'header:X-User-Id', guardrail_interval_ms: 100 }\n"
-                   "pipelines:\n  p:\n    stages:\n"
-                   "      echo: { variants: { serial: { plugin: test_echo }, parallel: { plugin: test_echo_parallel },"
-                   " broken: { plugin: test_fail_parallel } }, stable: serial, candidate: parallel }\n"
-                   "endpoints:\n  - { method: POST, path: /run, pipeline: p, request: { format: json }, response: { out: $stages.echo } }\n");
+    write_file(
+        dir_ / "pipelined.yaml",
+        "server: { listen: 127.0.0.1:0 }\nplugin_directory: " + dir_ / "plugins" + "\nstate_directory: " + dir_ / "state" +
+            "\nrollout: { sticky_key: 'header:X-User-Id', guardrail_interval_ms: 100 }\n"
+            "pipelines:\n  p:\n    stages:\n"
+            "      echo: { variants: { serial: { plugin: test_echo }, parallel: { plugin: test_echo_parallel },"
+            " broken: { plugin: test_fail_parallel } }, stable: serial, candidate: parallel }\n"
+            "endpoints:\n  - { method: POST, path: /run, pipeline: p, request: { format: json }, response: { out: $stages.echo } }\n");
     start();
   }
   void start() {
@@ -73,7 +74,7 @@ TEST_F(DecisionsTest, ACandidateRescuedByFallbackIsStillRolledBack) {
   EXPECT_NE(r["reason"].get<std::string>().find("candidate success 0.0 %"), std::string::npos) << r.dump();
   auto report = pipectl(socket_ + " report --pipeline p");
   EXPECT_EQ(report.code, 0) << report.out;
-  EXPECT_NE(report.out.find("100.0 %"), std::string::npos) << report.out;  // what users got
+  EXPECT_NE(report.out.find("100.0 %"), std::string::npos) << report.out;    // what users got
   EXPECT_NE(report.out.find("guardrail"), std::string::npos) << report.out;  // the decision and who took it
   EXPECT_EQ(traffic(50, 1000), 0);
 }
