@@ -3,14 +3,12 @@
 // files (alert rules, systemd unit); sd_notify READY/RELOADING/STOPPING/WATCHDOG on NOTIFY_SOCKET.
 #include <gtest/gtest.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include <nlohmann/json.hpp>
 #include <cctype>
 #include <regex>
 
+#include "tests/notify/notify_socket.h"
 #include "tests/server/daemon_process.h"
 
 namespace pipelined::testing {
@@ -166,39 +164,6 @@ TEST(DeployFiles, SystemdAnalyzeVerifiesTheUnit) {
   while (std::getline(sysusers, line)) users += line + "\n";
   EXPECT_NE(users.find("\nu pipelined "), std::string::npos) << users;
 }
-
-// A Unix datagram socket standing in for systemd's notify socket.
-class NotifySocket {
- public:
-  explicit NotifySocket(const std::string& path) : path_(path) {
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("bind " + path);
-  }
-  ~NotifySocket() { ::close(fd_); }
-  // Waits up to `timeout` for a datagram containing `line`; every datagram read is kept in seen().
-  bool wait_for(const std::string& line, std::chrono::milliseconds timeout) {
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < until) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      char buf[4096];
-      const auto n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) continue;
-      const std::string msg(buf, static_cast<std::size_t>(n));
-      seen_ += msg + "|";
-      if (("\n" + msg + "\n").find("\n" + line + "\n") != std::string::npos) return true;
-    }
-    return false;
-  }
-  const std::string& seen() const { return seen_; }
-
- private:
-  std::string path_, seen_;
-  int fd_ = -1;
-};
 
 TEST_F(ObservabilityTest, NotifiesSystemdReadyReloadingWatchdogAndStopping) {
   NotifySocket notify(dir_ / "notify.sock");
