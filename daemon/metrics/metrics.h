@@ -10,7 +10,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -19,6 +21,9 @@
 
 namespace pipelined::rollout {
 struct Status;
+}
+namespace pipelined::outbound {
+struct ProviderStats;
 }
 
 namespace pipelined::metrics {
@@ -70,9 +75,16 @@ class RequestSeries {
   Registry::Family &requests_, &request_duration_, &stage_duration_, &fallbacks_;
 };
 
+// Scrape-time series from state other components keep.
 // pipelined_rollout_candidate_share, pipelined_rollout_status, pipelined_metric_rows_total and
 // pipelined_metric_rows_queued from one RolloutController::status(); `pipelines` are the configured
 // ones, so a pipeline without a rollout still has its series.
 void collect_rollout(const rollout::Status& status, const std::vector<std::string>& pipelines, Scrape& out);
+
+// pipelined_requests_in_flight, pipelined_process_resident_memory_bytes, pipelined_plugin_generation.
+void collect_process(std::size_t requests_in_flight, std::int64_t resident_bytes, std::uint64_t plugin_generation, Scrape& out);
+
+// pipelined_outbound_{requests,retries,rate_limited,failures}_total and pipelined_outbound_in_flight, by provider.
+void collect_outbound(const std::map<std::string, outbound::ProviderStats>& stats, Scrape& out);
 
 }  // namespace pipelined::metrics

@@ -131,27 +131,12 @@ struct Daemon::Impl {
   // Gauges read at scrape time from what the components already keep.
   void add_metric_collectors() {
     metrics_registry.add_collector([this](metrics::Scrape& out) {
-      out.family("pipelined_requests_in_flight", "gauge", "Frontend requests running a pipeline now.");
-      out.sample("pipelined_requests_in_flight", {}, static_cast<double>(requests->in_flight()));
-      out.family("pipelined_process_resident_memory_bytes", "gauge", "Resident set size of the daemon process.");
-      out.sample("pipelined_process_resident_memory_bytes", {}, static_cast<double>(memory::process_rss_bytes()));
       auto set = plugins->current();
-      out.family("pipelined_plugin_generation", "gauge", "Generation of the plugin set serving new requests; grows at each reload.");
-      out.sample("pipelined_plugin_generation", {}, set ? static_cast<double>(set->generation) : 0.0);
+      metrics::collect_process(requests->in_flight(), memory::process_rss_bytes(), set ? set->generation : 0, out);
       std::vector<std::string> pipelines;
       for (const auto& p : current_config()->pipelines) pipelines.push_back(p.name);
       metrics::collect_rollout(rollout->status(), pipelines, out);
-      const auto stats = outbound->stats();
-      const std::pair<const char*, std::uint64_t outbound::ProviderStats::*> counters[] = {
-          {"requests", &outbound::ProviderStats::requests}, {"retries", &outbound::ProviderStats::retries},
-          {"rate_limited", &outbound::ProviderStats::rate_limited}, {"failures", &outbound::ProviderStats::failures}};
-      for (const auto& [what, field] : counters) {
-        const std::string name = std::string("pipelined_outbound_") + what + "_total";
-        out.family(name, "counter", std::string("Outbound provider calls: ") + what + ", by provider.");
-        for (const auto& [provider, st] : stats) out.sample(name, {{"provider", provider}}, static_cast<double>(st.*field));
-      }
-      out.family("pipelined_outbound_in_flight", "gauge", "Outbound provider calls in flight, by provider.");
-      for (const auto& [provider, st] : stats) out.sample("pipelined_outbound_in_flight", {{"provider", provider}}, st.in_flight);
+      metrics::collect_outbound(outbound->stats(), out);
     });
   }
 

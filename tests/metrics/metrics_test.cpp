@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "daemon/metrics/metrics.h"
+#include "daemon/outbound/outbound.h"
 #include "rollout/rollout.h"
 
 namespace pipelined::metrics {
@@ -104,6 +105,20 @@ TEST(RolloutSeries, ShareStatusAndRows) {
                    R"(pipelined_metric_rows_total{state="written",cause="none"} 7)",
                    R"(pipelined_metric_rows_total{state="lost",cause="queue_full"} 2)",
                    "pipelined_metric_rows_queued 3"});
+}
+
+TEST(ScrapeSeries, ProcessAndOutbound) {
+  std::map<std::string, outbound::ProviderStats> stats;
+  stats["ocr"].requests = 5;
+  stats["ocr"].retries = 2;
+  stats["ocr"].in_flight = 1;
+  Scrape out;
+  collect_process(3, 1 << 20, 4, out);
+  collect_outbound(stats, out);
+  expect_lines(out.text, {"pipelined_requests_in_flight 3", "pipelined_process_resident_memory_bytes 1048576",
+                          "pipelined_plugin_generation 4", R"(pipelined_outbound_requests_total{provider="ocr"} 5)",
+                          R"(pipelined_outbound_retries_total{provider="ocr"} 2)", R"(pipelined_outbound_failures_total{provider="ocr"} 0)",
+                          R"(pipelined_outbound_in_flight{provider="ocr"} 1)", "# TYPE pipelined_outbound_rate_limited_total counter"});
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "daemon/metrics/metrics.h"
 #include <algorithm>
 
+#include "daemon/outbound/outbound.h"
 #include "rollout/rollout.h"
 
 namespace pipelined::metrics {
@@ -40,6 +41,30 @@ void collect_rollout(const rollout::Status& status, const std::vector<std::strin
   // Queued rows go up and down: a gauge, not a state of the counter (rate() needs counters that only grow).
   out.family("pipelined_metric_rows_queued", "gauge", "Metric rows waiting for the database writer.");
   out.sample("pipelined_metric_rows_queued", {}, static_cast<double>(m.queued));
+}
+
+void collect_process(std::size_t requests_in_flight, std::int64_t resident_bytes, std::uint64_t plugin_generation, Scrape& out) {
+  out.family("pipelined_requests_in_flight", "gauge", "Frontend requests running a pipeline now.");
+  out.sample("pipelined_requests_in_flight", {}, static_cast<double>(requests_in_flight));
+  out.family("pipelined_process_resident_memory_bytes", "gauge", "Resident set size of the daemon process.");
+  out.sample("pipelined_process_resident_memory_bytes", {}, static_cast<double>(resident_bytes));
+  out.family("pipelined_plugin_generation", "gauge", "Generation of the plugin set serving new requests; grows at each reload.");
+  out.sample("pipelined_plugin_generation", {}, static_cast<double>(plugin_generation));
+}
+
+void collect_outbound(const std::map<std::string, outbound::ProviderStats>& stats, Scrape& out) {
+  using outbound::ProviderStats;
+  const std::pair<const char*, std::uint64_t ProviderStats::*> counters[] = {{"requests", &ProviderStats::requests},
+                                                                              {"retries", &ProviderStats::retries},
+                                                                              {"rate_limited", &ProviderStats::rate_limited},
+                                                                              {"failures", &ProviderStats::failures}};
+  for (const auto& [what, field] : counters) {
+    const std::string name = std::string("pipelined_outbound_") + what + "_total";
+    out.family(name, "counter", std::string("Outbound provider calls: ") + what + ", by provider.");
+    for (const auto& [provider, st] : stats) out.sample(name, {{"provider", provider}}, static_cast<double>(st.*field));
+  }
+  out.family("pipelined_outbound_in_flight", "gauge", "Outbound provider calls in flight, by provider.");
+  for (const auto& [provider, st] : stats) out.sample("pipelined_outbound_in_flight", {{"provider", provider}}, st.in_flight);
 }
 
 }  // namespace pipelined::metrics
