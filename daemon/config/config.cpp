@@ -226,7 +226,7 @@ bool is_loopback(const std::string& host) {
 }
 
 void read_root(Reader& r, const YAML::Node& root, Config& c) {
-  YAML::Node admin_node, rollout_node, endpoints_node;
+  YAML::Node admin_node, rollout_node, endpoints_node, metrics_listen_node;
   bool admin_socket_set = false, database_set = false;
   const Fields fields = {
       {"server", [&](auto& n, auto& k) {
@@ -284,7 +284,11 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
                       }},
                      {"retention_days", [&](auto& fn, auto& fk) { r.read_int(fn, fk, m.retention_days, 1, 36500); }},
                      {"queue_capacity", [&](auto& fn, auto& fk) { r.read_int(fn, fk, m.queue_capacity, 1, 100000000); }},
-                     {"flush_interval_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, m.flush_interval); }}});
+                     {"flush_interval_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, m.flush_interval); }},
+                     {"listen", [&](auto& fn, auto& fk) {
+                        r.read_host_port(fn, fk, m.listen_address, m.listen_port);
+                        metrics_listen_node = fn;
+                      }}});
        }},
       {"rollout", [&](auto& n, auto& k) {
          rollout_node = n;
@@ -370,6 +374,11 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
     if (c.admin.token.empty()) r.error(admin_node, "admin.tcp", "the TCP admin listener needs admin.token");
     if (!is_loopback(c.admin.tcp_address)) r.error(admin_node, "admin.tcp", "the TCP admin listener must be on a loopback address");
   }
+  const auto& ml = c.metrics;
+  if (!ml.listen_address.empty() && ml.listen_port != 0 &&
+      ((ml.listen_address == c.server.listen_address && ml.listen_port == c.server.listen_port) ||
+       (ml.listen_address == c.admin.tcp_address && ml.listen_port == c.admin.tcp_port)))
+    r.error(metrics_listen_node, "metrics.listen", "the metrics listener needs its own port, not server.listen's or admin.tcp's");
   std::set<std::pair<std::string, std::string>> routes;
   for (std::size_t i = 0; i < c.endpoints.size(); ++i) {
     const auto& e = c.endpoints[i];

@@ -127,6 +127,9 @@ struct MetricsConfig {
   int retention_days = 30;
   std::size_t queue_capacity = 100000;  // rows beyond this are dropped and counted
   Millis flush_interval{200};
+  // Prometheus scrape listener (GET /metrics, no auth), "host:port"; empty address: none.
+  std::string listen_address;
+  std::uint16_t listen_port = 0;
 };
 
 struct Config {

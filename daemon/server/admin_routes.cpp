@@ -29,7 +29,12 @@ AdminRoutes::AdminRoutes(std::vector<AdminRoute> routes, pool::WorkerPool& pool)
 void AdminRoutes::serve(Request&& req, Reply reply) const {
   const unsigned version = req.version();
   const bool keep_alive = req.keep_alive();
-  auto send = [reply, version, keep_alive](const AdminAnswer& a) { reply(json_response(version, keep_alive, a.status, a.body.dump())); };
+  auto send = [reply, version, keep_alive](const AdminAnswer& a) {
+    if (a.content_type.empty()) return reply(json_response(version, keep_alive, a.status, a.body.dump()));
+    auto r = json_response(version, keep_alive, a.status, a.text);
+    r.set(boost::beast::http::field::content_type, a.content_type);
+    reply(std::move(r));
+  };
   const std::string target(req.target());
   const std::string path = target.substr(0, target.find('?'));
   const std::string method(req.method_string());

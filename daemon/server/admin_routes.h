@@ -18,6 +18,8 @@ namespace pipelined::server {
 struct AdminAnswer {
   int status = 200;
   nlohmann::json body = nlohmann::json::object();
+  std::string text;          // with content_type: the body instead of `body` (GET /metrics)
+  std::string content_type;
 };
 
 struct AdminCall {

@@ -6,6 +6,7 @@
 
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
+#include <future>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -13,6 +14,9 @@
 #include "daemon/config/config.h"
 #include "daemon/endpoint/endpoint.h"
 #include "daemon/engine/engine.h"
+#include "daemon/memory/memory_account.h"
+#include "daemon/metrics/metrics.h"
+#include "daemon/notify/notify.h"
 #include "daemon/outbound/outbound.h"
 #include "daemon/plugin_host/plugin_host.h"
 #include "daemon/pool/worker_pool.h"
@@ -45,6 +49,8 @@ std::shared_ptr<const config::Config> load_config(const std::string& path) {
   throw std::runtime_error(text);
 }
 
+const char* const kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
+
 }  // namespace
 
 struct Daemon::Impl {
@@ -52,6 +58,8 @@ struct Daemon::Impl {
   Clock::time_point started = Clock::now();
 
   std::unique_ptr<rollout::RolloutController> rollout;
+  metrics::Registry metrics_registry;
+  std::unique_ptr<metrics::RequestSeries> request_series;
   // Destroyed in reverse: the outbound client first (it fails what is in flight, so pending plugin
   // runs complete), then the engine (it waits for them), then the pool they complete on.
   std::unique_ptr<pool::WorkerPool> pool;
@@ -62,7 +70,7 @@ struct Daemon::Impl {
   std::unique_ptr<FrontendRoutes> frontend_routes;
   std::unique_ptr<AdminRoutes> admin_routes;
   net::io_context io;
-  std::unique_ptr<HttpListener> frontend, admin_unix, admin_tcp;
+  std::unique_ptr<HttpListener> frontend, admin_unix, admin_tcp, metrics_listener;
 
   std::unique_ptr<PluginState> state;  // the running config and plugins, reloads, readiness
   std::atomic<bool> draining{false};
@@ -83,7 +91,9 @@ struct Daemon::Impl {
       outbound->update_providers(c.providers);
     });
     state->load_initial();
-    requests = std::make_unique<RequestPath>(*engine, *rollout);
+    request_series = std::make_unique<metrics::RequestSeries>(metrics_registry);
+    add_metric_collectors();
+    requests = std::make_unique<RequestPath>(*engine, *rollout, *request_series);
     frontend_routes = std::make_unique<FrontendRoutes>(*plugins, *requests, [this] { return state->not_ready(); });
     admin_routes = std::make_unique<AdminRoutes>(routes(), *pool);
 
@@ -104,11 +114,45 @@ struct Daemon::Impl {
       admin_tcp = std::make_unique<HttpListener>(io, admin, admin_handler);
       if (auto e = admin_tcp->listen_tcp(config->admin.tcp_address, config->admin.tcp_port); !e.empty()) throw std::runtime_error(e);
     }
+    if (!config->metrics.listen_address.empty()) {
+      ListenerOptions m{1 << 10, 16 << 10, s.read_timeout, s.idle_timeout, ""};
+      metrics_listener = std::make_unique<HttpListener>(io, m, [this](Request&& r, Reply reply) { serve_metrics(std::move(r), std::move(reply)); });
+      if (auto e = metrics_listener->listen_tcp(config->metrics.listen_address, config->metrics.listen_port); !e.empty()) throw std::runtime_error(e);
+    }
     rollout->start(crash_note.value_or(""));
+  }
+
+  // Gauges read at scrape time from what the components already keep.
+  void add_metric_collectors() {
+    metrics_registry.add_collector([this](metrics::Scrape& out) {
+      auto set = plugins->current();
+      metrics::collect_process(requests->in_flight(), memory::process_rss_bytes(), set ? set->generation : 0, out);
+      std::vector<std::string> pipelines;
+      for (const auto& p : state->config()->pipelines) pipelines.push_back(p.name);
+      metrics::collect_rollout(rollout->status(), pipelines, out);
+      metrics::collect_outbound(outbound->stats(), out);
+    });
+  }
+
+  // The metrics listener: GET /metrics and nothing else, answered on the I/O thread.
+  void serve_metrics(Request&& req, Reply reply) {
+    const unsigned version = req.version();
+    const bool keep_alive = req.keep_alive();
+    const std::string target(req.target());
+    if (target.substr(0, target.find('?')) != "/metrics") return reply(error_response(version, keep_alive, 404, "only GET /metrics here"));
+    if (req.method() != boost::beast::http::verb::get) {
+      auto r = error_response(version, keep_alive, 405, "only GET /metrics here");
+      r.set(boost::beast::http::field::allow, "GET");
+      return reply(std::move(r));
+    }
+    auto r = json_response(version, keep_alive, 200, metrics_registry.render());
+    r.set(boost::beast::http::field::content_type, kMetricsContentType);
+    reply(std::move(r));
   }
 
   std::vector<AdminRoute> routes() {
     auto table = rollout_routes(*rollout);
+    table.push_back({"GET", "/metrics", [this](const AdminCall&) { return AdminAnswer{200, {}, metrics_registry.render(), kMetricsContentType}; }});
     table.push_back({"GET", "/admin/status", [this](const AdminCall&) { return AdminAnswer{200, status()}; }});
     table.push_back({"GET", "/admin/plugins", [this](const AdminCall&) { return AdminAnswer{200, state->plugins_json()}; }});
     table.push_back({"POST", "/admin/plugins/reload", [this](const AdminCall& call) {
@@ -137,6 +181,7 @@ struct Daemon::Impl {
 
   void drain() {
     if (draining.exchange(true)) return;
+    notify::stopping();
     const auto timeout = state->config()->server.drain_timeout;
     spdlog::info("draining: no new connections; {} ms for requests in flight", timeout.count());
     frontend->stop_accepting();
@@ -154,6 +199,7 @@ struct Daemon::Impl {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       if (admin_unix) admin_unix->stop_accepting();
       if (admin_tcp) admin_tcp->stop_accepting();
+      if (metrics_listener) metrics_listener->stop_accepting();
       io.stop();
     }).detach();
   }
@@ -163,7 +209,11 @@ struct Daemon::Impl {
       if (ec) return;
       if (signal == SIGHUP) {
         spdlog::info("SIGHUP: reloading config and plugins");
-        pool->submit([this] { state->reload_config(); });
+        notify::reloading();
+        pool->submit([this] {
+          state->reload_config();
+          notify::ready();  // the old or the new config serves either way
+        });
       } else {
         spdlog::info("signal {}: stopping", signal);
         drain();
@@ -187,9 +237,19 @@ int Daemon::run() {
   std::printf("listening on %s:%u\n", cfg->server.listen_address.c_str(), static_cast<unsigned>(port()));
   if (d.admin_unix) std::printf("admin socket %s\n", cfg->admin.socket_path.c_str());
   if (d.admin_tcp) std::printf("admin on %s:%u\n", cfg->admin.tcp_address.c_str(), static_cast<unsigned>(d.admin_tcp->port()));
+  if (d.metrics_listener) std::printf("metrics on %s:%u\n", cfg->metrics.listen_address.c_str(), static_cast<unsigned>(d.metrics_listener->port()));
   std::printf("started\n");  // the last startup line: scripts and tests wait for it
   std::fflush(stdout);
   spdlog::info("pipelined {} serving {} endpoints on {}:{}", PIPELINED_VERSION, cfg->endpoints.size(), cfg->server.listen_address, port());
+
+  notify::ready();
+  // WATCHDOG=1 only while a no-op handed to the worker pool completes in time.
+  notify::Watchdog watchdog([&d](std::chrono::milliseconds timeout) {
+    auto done = std::make_shared<std::promise<void>>();
+    auto answered = done->get_future();
+    d.pool->submit([done] { done->set_value(); });
+    return answered.wait_for(timeout) == std::future_status::ready;
+  });
 
   std::vector<std::thread> threads;
   for (int i = 1; i < cfg->server.io_threads; ++i) threads.emplace_back([&d] { d.io.run(); });

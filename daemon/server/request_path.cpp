@@ -29,7 +29,8 @@ struct RequestPath::Exchange {
   std::string whole_failure;
 };
 
-RequestPath::RequestPath(engine::Engine& engine, rollout::RolloutController& rollout) : engine_(engine), rollout_(rollout) {
+RequestPath::RequestPath(engine::Engine& engine, rollout::RolloutController& rollout, metrics::RequestSeries& metrics)
+    : engine_(engine), rollout_(rollout), metrics_(metrics) {
   std::random_device rd;
   char prefix[9];
   std::snprintf(prefix, sizeof prefix, "%08x", rd());
@@ -41,7 +42,10 @@ void RequestPath::serve(Request&& req, Reply reply, std::shared_ptr<const plugin
   const unsigned version = req.version();
   const bool keep_alive = req.keep_alive();
   auto input = endpoint::build_input(endpoint, req[http::field::content_type], req.body());
-  if (auto* e = std::get_if<endpoint::HttpError>(&input)) return reply(error_response(version, keep_alive, e->status, e->message));
+  if (auto* e = std::get_if<endpoint::HttpError>(&input)) {
+    metrics_.request(endpoint.pipeline, endpoint.path, "none", "rejected", {});
+    return reply(error_response(version, keep_alive, e->status, e->message));
+  }
 
   auto x = std::make_shared<Exchange>();
   x->reply = std::move(reply);
@@ -102,9 +106,16 @@ void RequestPath::finish(const std::shared_ptr<Exchange>& x, engine::RunResult r
   response.set("X-Pipelined-Arm", rollout::to_string(x->assignment.arm));
   x->reply(std::move(response));
 
-  FinishedRequest done{x->request_id, x->endpoint->pipeline, &x->assignment,  x->started, meta.elapsed,
-                       status,        x->whole_fallback,     x->whole_failure};
-  rollout_.record(request_record(done, r));
+  FinishedRequest done{x->request_id, x->endpoint->pipeline, &x->assignment, x->started, meta.elapsed, status, x->whole_fallback,
+                       x->whole_failure};
+  auto record = request_record(done, r);
+  metrics_.request(done.pipeline, x->endpoint->path, rollout::to_string(x->assignment.arm), record.outcome, meta.elapsed);
+  for (const auto& s : r.stages) {
+    if (s.status != engine::StageStatus::Skipped) metrics_.stage(done.pipeline, s.stage, s.variant, s.duration);
+    if (s.status == engine::StageStatus::FellBack) metrics_.fallback(done.pipeline, s.stage);
+  }
+  if (x->whole_fallback) metrics_.fallback(done.pipeline, "(whole_request)");
+  rollout_.record(std::move(record));
   if (x->assignment.shadow && (r.ok || r.partial)) run_shadow(x, std::move(body), meta.elapsed);
 }
 

@@ -12,6 +12,7 @@
 
 #include "daemon/config/config.h"
 #include "daemon/engine/engine.h"
+#include "daemon/metrics/metrics.h"
 #include "daemon/server/http_listener.h"
 #include "rollout/rollout.h"
 
@@ -19,7 +20,7 @@ namespace pipelined::server {
 
 class RequestPath {
  public:
-  RequestPath(engine::Engine& engine, rollout::RolloutController& rollout);
+  RequestPath(engine::Engine& engine, rollout::RolloutController& rollout, metrics::RequestSeries& metrics);
 
   // Serves `request` on `endpoint` of `plugins` (the endpoint belongs to plugins->config).
   void serve(Request&& request, Reply reply, std::shared_ptr<const plugin_host::PluginSet> plugins, const config::EndpointConfig& endpoint);
@@ -38,6 +39,7 @@ class RequestPath {
 
   engine::Engine& engine_;
   rollout::RolloutController& rollout_;
+  metrics::RequestSeries& metrics_;
   mutable std::mutex inflight_mu_;
   std::map<std::uint64_t, std::shared_ptr<std::atomic<bool>>> inflight_;  // cancel flags
   std::atomic<std::uint64_t> next_serial_{1};

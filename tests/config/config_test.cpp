@@ -154,6 +154,18 @@ TEST(Config, TcpAdminNeedsTokenAndLoopback) {
   EXPECT_NE(e.message.find("loopback"), std::string::npos);
 }
 
+TEST(Config, MetricsListen) {
+  auto ok = load_string(std::string(kValid) + "metrics:\n  listen: 0.0.0.0:9464\n");
+  ASSERT_TRUE(ok.errors.empty());
+  EXPECT_EQ(ok.config->metrics.listen_address, "0.0.0.0");
+  EXPECT_EQ(ok.config->metrics.listen_port, 9464);
+  EXPECT_TRUE(load_string(kValid).config->metrics.listen_address.empty());  // optional: no listener
+  auto e = only_error(std::string(kValid) + "metrics:\n  listen: 9464\n");
+  EXPECT_EQ(e.key, "metrics.listen");
+  e = only_error(replace(kValid, "listen: 127.0.0.1:0", "listen: 127.0.0.1:8080") + "metrics:\n  listen: 127.0.0.1:8080\n");
+  EXPECT_NE(e.message.find("its own port"), std::string::npos) << e.to_string();
+}
+
 TEST(Config, StickyKeyForm) {
   auto e = only_error(std::string(kValid) + "rollout:\n  sticky_key: X-User-Id\n");
   EXPECT_EQ(e.key, "rollout.sticky_key");

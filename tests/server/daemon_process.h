@@ -85,6 +85,7 @@ class DaemonProcess {
       const std::string l = line;
       if (l.rfind("listening on ", 0) == 0) port_ = static_cast<unsigned short>(std::stoi(l.substr(l.rfind(':') + 1)));
       if (l.rfind("admin on ", 0) == 0) admin_port_ = static_cast<unsigned short>(std::stoi(l.substr(l.rfind(':') + 1)));
+      if (l.rfind("metrics on ", 0) == 0) metrics_port_ = static_cast<unsigned short>(std::stoi(l.substr(l.rfind(':') + 1)));
       if (l == "started\n") break;
     }
     if (port_ == 0) {
@@ -100,6 +101,7 @@ class DaemonProcess {
 
   unsigned short port() const { return port_; }
   unsigned short admin_port() const { return admin_port_; }
+  unsigned short metrics_port() const { return metrics_port_; }
   pid_t pid() const { return pid_; }
 
   void signal(int sig) const { ::kill(pid_, sig); }
@@ -126,7 +128,7 @@ class DaemonProcess {
  private:
   pid_t pid_ = -1;
   FILE* stdout_ = nullptr;
-  unsigned short port_ = 0, admin_port_ = 0;
+  unsigned short port_ = 0, admin_port_ = 0, metrics_port_ = 0;
   int exit_code_ = -1;
 };
 

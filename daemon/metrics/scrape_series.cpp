@@ -1,0 +1,70 @@
+#include "daemon/metrics/metrics.h"
+#include <algorithm>
+
+#include "daemon/outbound/outbound.h"
+#include "rollout/rollout.h"
+
+namespace pipelined::metrics {
+
+void collect_rollout(const rollout::Status& status, const std::vector<std::string>& pipelines, Scrape& out) {
+  using rollout::RolloutStatus;
+  std::vector<std::string> names = pipelines;
+  for (const auto& [name, p] : status.pipelines)
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  auto rollout_of = [&status](const std::string& name) -> const rollout::Rollout* {
+    auto it = status.pipelines.find(name);
+    return it != status.pipelines.end() && it->second.rollout ? &*it->second.rollout : nullptr;
+  };
+
+  out.family("pipelined_rollout_candidate_share", "gauge", "Share of the pipeline's traffic on the candidate arm, 0 to 1.");
+  for (const auto& name : names) {
+    const auto* r = rollout_of(name);
+    out.sample("pipelined_rollout_candidate_share", {{"pipeline", name}}, r && r->active() ? r->percent_bp / 10000.0 : 0.0);
+  }
+
+  // A state set: 1 for the latest rollout's status (none: the pipeline never had one), 0 for the others.
+  out.family("pipelined_rollout_status", "gauge", "1 for the status of the pipeline's latest rollout, 0 for the other statuses.");
+  const RolloutStatus all[] = {RolloutStatus::Live, RolloutStatus::Paused, RolloutStatus::RolledBack, RolloutStatus::Promoted,
+                               RolloutStatus::Completed};
+  for (const auto& name : names) {
+    const auto* r = rollout_of(name);
+    out.sample("pipelined_rollout_status", {{"pipeline", name}, {"status", "none"}}, r ? 0 : 1);
+    for (auto s : all) out.sample("pipelined_rollout_status", {{"pipeline", name}, {"status", to_string(s)}}, r && r->status == s ? 1 : 0);
+  }
+
+  const auto& m = status.metrics;
+  out.family("pipelined_metric_rows_total", "counter", "Request metric rows written to the metrics database, or lost and why.");
+  const std::pair<const char*, std::uint64_t> lost[] = {{"queue_full", m.lost_queue_full}, {"locked", m.lost_locked},
+                                                        {"disk_full", m.lost_disk_full}, {"unavailable", m.lost_unavailable}};
+  out.sample("pipelined_metric_rows_total", {{"state", "written"}, {"cause", "none"}}, static_cast<double>(m.written));
+  for (const auto& [cause, n] : lost) out.sample("pipelined_metric_rows_total", {{"state", "lost"}, {"cause", cause}}, static_cast<double>(n));
+  // Queued rows go up and down: a gauge, not a state of the counter (rate() needs counters that only grow).
+  out.family("pipelined_metric_rows_queued", "gauge", "Metric rows waiting for the database writer.");
+  out.sample("pipelined_metric_rows_queued", {}, static_cast<double>(m.queued));
+}
+
+void collect_process(std::size_t requests_in_flight, std::int64_t resident_bytes, std::uint64_t plugin_generation, Scrape& out) {
+  out.family("pipelined_requests_in_flight", "gauge", "Frontend requests running a pipeline now.");
+  out.sample("pipelined_requests_in_flight", {}, static_cast<double>(requests_in_flight));
+  out.family("pipelined_process_resident_memory_bytes", "gauge", "Resident set size of the daemon process.");
+  out.sample("pipelined_process_resident_memory_bytes", {}, static_cast<double>(resident_bytes));
+  out.family("pipelined_plugin_generation", "gauge", "Generation of the plugin set serving new requests; grows at each reload.");
+  out.sample("pipelined_plugin_generation", {}, static_cast<double>(plugin_generation));
+}
+
+void collect_outbound(const std::map<std::string, outbound::ProviderStats>& stats, Scrape& out) {
+  using outbound::ProviderStats;
+  const std::pair<const char*, std::uint64_t ProviderStats::*> counters[] = {{"requests", &ProviderStats::requests},
+                                                                              {"retries", &ProviderStats::retries},
+                                                                              {"rate_limited", &ProviderStats::rate_limited},
+                                                                              {"failures", &ProviderStats::failures}};
+  for (const auto& [what, field] : counters) {
+    const std::string name = std::string("pipelined_outbound_") + what + "_total";
+    out.family(name, "counter", std::string("Outbound provider calls: ") + what + ", by provider.");
+    for (const auto& [provider, st] : stats) out.sample(name, {{"provider", provider}}, static_cast<double>(st.*field));
+  }
+  out.family("pipelined_outbound_in_flight", "gauge", "Outbound provider calls in flight, by provider.");
+  for (const auto& [provider, st] : stats) out.sample("pipelined_outbound_in_flight", {{"provider", provider}}, st.in_flight);
+}
+
+}  // namespace pipelined::metrics
