@@ -1,5 +1,7 @@
 #include "provider-sim/content.h"
 
+#include "plugins/menu/common/menu_text.h"
+
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -12,14 +14,7 @@ namespace provider_sim {
 
 namespace {
 
-// Length in bytes of the UTF-8 sequence starting with `lead`.
-std::size_t utf8_length(unsigned char lead) {
-  if (lead < 0x80) return 1;
-  if ((lead >> 5) == 0x6) return 2;
-  if ((lead >> 4) == 0xE) return 3;
-  if ((lead >> 3) == 0x1E) return 4;
-  return 1;
-}
+using pipelined::menu_text::utf8_length;
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -30,12 +25,6 @@ std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t\r\n");
   if (b == std::string::npos) return "";
   return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
-}
-
-// A price as printed at the end of a menu line: ¥1200, 1200円, NT$180, $5, 180元.
-const std::regex& price_pattern() {
-  static const std::regex re(R"((?:¥|NT\$|\$|￥)?\s?[0-9][0-9,]*(?:\.[0-9]+)?\s?(?:円|元)?\s*$)");
-  return re;
 }
 
 }  // namespace
@@ -90,49 +79,21 @@ std::string Glossary::translate(std::string_view text) const {
 }
 
 std::string detect_language(std::string_view text) {
-  bool cjk = false;
-  for (std::size_t i = 0; i < text.size();) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    const std::size_t n = utf8_length(c);
-    if (n == 3 && i + 2 < text.size()) {
-      const unsigned cp = ((c & 0x0F) << 12) | ((text[i + 1] & 0x3F) << 6) | (text[i + 2] & 0x3F);
-      if (cp >= 0x3040 && cp <= 0x30FF) return "ja";  // hiragana, katakana
-      if (cp >= 0x4E00 && cp <= 0x9FFF) cjk = true;
-    }
-    i += n;
-  }
-  return cjk ? "zh-TW" : "en";
+  const std::string script = pipelined::menu_text::script_of(text);
+  return script == "zh" ? "zh-TW" : script;
 }
 
 json menu_categories(const json& request) {
-  // Items before any header go into a category picked by keyword.
-  static const std::vector<std::pair<std::vector<std::string>, std::string>> kKeywords = {
-      {{"ラーメン", "うどん", "そば", "麺", "麵"}, "麺類"}, {{"丼", "飯"}, "ご飯もの"},
-      {{"茶", "ビール", "酒", "奶", "漿"}, "飲み物"},      {{"冰", "アイス", "餅", "団子"}, "デザート"}};
+  // The same parsing as the pipeline's own (plugins/menu/common/menu_text.h): a line without a
+  // price is a heading, prices are read through OCR's currency confusions, and items before any
+  // heading get a category named in the menu's own script.
+  std::vector<std::pair<std::size_t, std::string>> lines;
+  for (const auto& l : request.value("lines", json::array())) lines.emplace_back(l.value("line", std::size_t{0}), l.value("text", ""));
   json categories = json::array();
-  std::map<std::string, std::size_t> index;
-  std::string current;
-  for (const auto& l : request.value("lines", json::array())) {
-    const std::string text = trim(l.value("text", ""));
-    if (text.empty()) continue;
-    std::smatch m;
-    if (!std::regex_search(text, m, price_pattern()) || m.position(0) == 0) {
-      current = text;  // a header
-      continue;
-    }
-    const std::string name = trim(text.substr(0, static_cast<std::size_t>(m.position(0))));
-    std::string category = current;
-    if (category.empty()) {
-      category = "その他";
-      for (const auto& [words, cat] : kKeywords)
-        for (const auto& w : words)
-          if (name.find(w) != std::string::npos && category == "その他") category = cat;
-    }
-    if (!index.count(category)) {
-      index[category] = categories.size();
-      categories.push_back({{"name", category}, {"items", json::array()}});
-    }
-    categories[index[category]]["items"].push_back({{"line", l.value("line", 0)}, {"name", name}, {"price", trim(m.str(0))}});
+  for (const auto& c : pipelined::menu_text::parse_menu(lines)) {
+    json items = json::array();
+    for (const auto& item : c.items) items.push_back({{"line", item.line}, {"name", item.name}, {"price", item.price}});
+    categories.push_back({{"name", c.name}, {"items", std::move(items)}});
   }
   return {{"categories", categories}};
 }
