@@ -45,14 +45,95 @@ Glossary Glossary::load(const std::string& path) {
   return g;
 }
 
+namespace {
+
+// Code point of the UTF-8 sequence at text[i] (n bytes), 0 when it is not 1..3 bytes long.
+unsigned code_point(std::string_view text, std::size_t i, std::size_t n) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(text[i + k]); };
+  if (n == 1) return b(0);
+  if (n == 2 && i + 1 < text.size()) return ((b(0) & 0x1F) << 6) | (b(1) & 0x3F);
+  if (n == 3 && i + 2 < text.size()) return ((b(0) & 0x0F) << 12) | ((b(1) & 0x3F) << 6) | (b(2) & 0x3F);
+  return 0;
+}
+
+bool is_kana(unsigned cp) { return (cp >= 0x3041 && cp <= 0x3096) || (cp >= 0x30A1 && cp <= 0x30FA) || cp == 0x30FC; }
+
+// Hepburn romanisation of a run of kana (hiragana or katakana): "いくら" -> "ikura", "ちゃーしゅー" ->
+// "chaashuu", "っ" doubles the next consonant, "ー" repeats the vowel before it.
+std::string romanize(std::string_view kana) {
+  // Hiragana U+3041..U+3096 (katakana is 0x60 above) in code point order.
+  static const char* kRomaji[] = {
+      "a",  "a",  "i",  "i",  "u",  "u",  "e",  "e",  "o",  "o",  "ka", "ga", "ki", "gi", "ku", "gu", "ke", "ge", "ko", "go",
+      "sa", "za", "shi", "ji", "su", "zu", "se", "ze", "so", "zo", "ta", "da", "chi", "ji", "tsu", "tsu", "zu", "te", "de", "to",
+      "do", "na", "ni", "nu", "ne", "no", "ha", "ba", "pa", "hi", "bi", "pi", "fu", "bu", "pu", "he", "be", "pe", "ho", "bo",
+      "po", "ma", "mi", "mu", "me", "mo", "ya", "ya", "yu", "yu", "yo", "yo", "ra", "ri", "ru", "re", "ro", "wa", "wa", "i",
+      "e",  "o",  "n",  "vu", "ka", "ke"};
+  std::vector<std::string> syllables;
+  bool double_next = false;
+  for (std::size_t i = 0; i < kana.size();) {
+    const std::size_t n = utf8_length(static_cast<unsigned char>(kana[i]));
+    unsigned cp = code_point(kana, i, n);
+    i += n;
+    if (cp == 0x30FC) {  // ー: the vowel again
+      if (!syllables.empty()) syllables.back() += syllables.back().back();
+      continue;
+    }
+    if (cp >= 0x30A1 && cp <= 0x30F6) cp -= 0x60;
+    if (cp < 0x3041 || cp > 0x3096) continue;
+    if (cp == 0x3063) {  // small っ
+      double_next = true;
+      continue;
+    }
+    std::string r = kRomaji[cp - 0x3041];
+    // Small ゃゅょ after an i-syllable: きゃ -> kya, しゃ -> sha, ちゃ -> cha, じゃ -> ja.
+    const bool small_y = cp == 0x3083 || cp == 0x3085 || cp == 0x3087;
+    if (small_y && !syllables.empty() && syllables.back().size() >= 2 && syllables.back().back() == 'i') {
+      std::string& prev = syllables.back();
+      prev.pop_back();
+      const char vowel = r.back();
+      if (prev.back() == 'h' || prev.back() == 'j') prev += vowel;  // sh, ch, j
+      else prev += std::string("y") + vowel;
+      continue;
+    }
+    if (double_next) {
+      r = (r.rfind("ch", 0) == 0 ? "t" : std::string(1, r[0])) + r;
+      double_next = false;
+    }
+    syllables.push_back(std::move(r));
+  }
+  std::string out;
+  for (const auto& syl : syllables) out += syl;
+  return out;
+}
+
+}  // namespace
+
 std::string Glossary::translate(std::string_view text) const {
   if (auto it = entries_.find(text); it != entries_.end()) return it->second;
-  std::string out, unknown;
-  auto flush_unknown = [&] {
-    if (unknown.empty()) return;
-    const std::string t = trim(unknown);
-    if (!t.empty()) out += (out.empty() ? "" : " ") + (std::isalnum(static_cast<unsigned char>(t[0])) ? t : "[" + t + "]");
-    unknown.clear();
+  // Longest match left to right. What no entry covers: a run of kana is romanised (a dish name is
+  // printed the way it sounds: "いくら" -> "Ikura"); a run of other text (kanji the glossary lacks,
+  // latin) is left out when the rest of the text was translated, and the whole text comes back as
+  // it is when nothing of it was, as a translator leaves a name it does not know.
+  std::string out;
+  bool translated = false;
+  auto append = [&](std::string word) {
+    if (word.empty()) return;
+    out += (out.empty() ? "" : " ") + word;
+  };
+  std::string kana;
+  auto flush_kana = [&] {
+    // One kana alone is a particle or a prefix (の, ご, お, と): nothing to print.
+    if (kana.empty() || kana.size() <= 3) {
+      kana.clear();
+      return;
+    }
+    std::string r = romanize(kana);
+    if (!r.empty()) {
+      r[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(r[0])));
+      append(std::move(r));
+      translated = true;
+    }
+    kana.clear();
   };
   for (std::size_t i = 0; i < text.size();) {
     std::size_t best = 0;
@@ -65,17 +146,31 @@ std::string Glossary::translate(std::string_view text) const {
       }
     }
     if (english != nullptr) {
-      flush_unknown();
-      out += (out.empty() ? "" : " ") + *english;
+      flush_kana();
+      append(*english);
+      translated = true;
       i += best;
-    } else {
-      const std::size_t n = std::min(utf8_length(static_cast<unsigned char>(text[i])), text.size() - i);
-      unknown.append(text.substr(i, n));
-      i += n;
+      continue;
     }
+    const std::size_t n = std::min(utf8_length(static_cast<unsigned char>(text[i])), text.size() - i);
+    const unsigned cp = code_point(text, i, n);
+    if (is_kana(cp)) {
+      kana.append(text.substr(i, n));
+    } else {
+      flush_kana();
+      // Digits and Latin words are kept (a size, "XL"); other unknown characters are left out.
+      if (cp < 0x80 && std::isalnum(static_cast<unsigned char>(cp))) {
+        std::size_t e = i;
+        while (e < text.size() && std::isalnum(static_cast<unsigned char>(text[e]))) ++e;
+        append(std::string(text.substr(i, e - i)));
+        i = e;
+        continue;
+      }
+    }
+    i += n;
   }
-  flush_unknown();
-  return out;
+  flush_kana();
+  return translated ? out : trim(std::string(text));
 }
 
 std::string detect_language(std::string_view text) {
@@ -107,9 +202,16 @@ json menu_translations(const json& request, const Glossary& g) {
 
 json menu_descriptions(const json& request) {
   json out = json::array();
+  // Only text in Latin script goes into the English sentence: an untranslated category is left out.
+  auto latin = [](const std::string& s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  };
   for (const auto& item : request.value("items", json::array())) {
-    const std::string name = item.value("translation", item.value("original", "This dish"));
-    const std::string category = item.value("category", "");
+    std::string name = item.value("translation", "");
+    if (name.empty()) name = item.value("original", "");
+    if (name.empty()) name = "This dish";
+    std::string category = item.value("category", "");
+    if (!latin(category)) category.clear();
     out.push_back({{"id", item.value("id", 0)},
                    {"description", name + " is a house favourite" + (category.empty() ? "" : " among our " + lower(category)) +
                                        ", prepared fresh to order."}});
