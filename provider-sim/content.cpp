@@ -1,5 +1,7 @@
 #include "provider-sim/content.h"
 
+#include "plugins/menu/common/menu_text.h"
+
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -12,14 +14,7 @@ namespace provider_sim {
 
 namespace {
 
-// Length in bytes of the UTF-8 sequence starting with `lead`.
-std::size_t utf8_length(unsigned char lead) {
-  if (lead < 0x80) return 1;
-  if ((lead >> 5) == 0x6) return 2;
-  if ((lead >> 4) == 0xE) return 3;
-  if ((lead >> 3) == 0x1E) return 4;
-  return 1;
-}
+using pipelined::menu_text::utf8_length;
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -30,12 +25,6 @@ std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t\r\n");
   if (b == std::string::npos) return "";
   return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
-}
-
-// A price as printed at the end of a menu line: ¥1200, 1200円, NT$180, $5, 180元.
-const std::regex& price_pattern() {
-  static const std::regex re(R"((?:¥|NT\$|\$|￥)?\s?[0-9][0-9,]*(?:\.[0-9]+)?\s?(?:円|元)?\s*$)");
-  return re;
 }
 
 }  // namespace
@@ -56,14 +45,95 @@ Glossary Glossary::load(const std::string& path) {
   return g;
 }
 
+namespace {
+
+// Code point of the UTF-8 sequence at text[i] (n bytes), 0 when it is not 1..3 bytes long.
+unsigned code_point(std::string_view text, std::size_t i, std::size_t n) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(text[i + k]); };
+  if (n == 1) return b(0);
+  if (n == 2 && i + 1 < text.size()) return ((b(0) & 0x1F) << 6) | (b(1) & 0x3F);
+  if (n == 3 && i + 2 < text.size()) return ((b(0) & 0x0F) << 12) | ((b(1) & 0x3F) << 6) | (b(2) & 0x3F);
+  return 0;
+}
+
+bool is_kana(unsigned cp) { return (cp >= 0x3041 && cp <= 0x3096) || (cp >= 0x30A1 && cp <= 0x30FA) || cp == 0x30FC; }
+
+// Hepburn romanisation of a run of kana (hiragana or katakana): "いくら" -> "ikura", "ちゃーしゅー" ->
+// "chaashuu", "っ" doubles the next consonant, "ー" repeats the vowel before it.
+std::string romanize(std::string_view kana) {
+  // Hiragana U+3041..U+3096 (katakana is 0x60 above) in code point order.
+  static const char* kRomaji[] = {
+      "a",  "a",  "i",  "i",  "u",  "u",  "e",  "e",  "o",  "o",  "ka", "ga", "ki", "gi", "ku", "gu", "ke", "ge", "ko", "go",
+      "sa", "za", "shi", "ji", "su", "zu", "se", "ze", "so", "zo", "ta", "da", "chi", "ji", "tsu", "tsu", "zu", "te", "de", "to",
+      "do", "na", "ni", "nu", "ne", "no", "ha", "ba", "pa", "hi", "bi", "pi", "fu", "bu", "pu", "he", "be", "pe", "ho", "bo",
+      "po", "ma", "mi", "mu", "me", "mo", "ya", "ya", "yu", "yu", "yo", "yo", "ra", "ri", "ru", "re", "ro", "wa", "wa", "i",
+      "e",  "o",  "n",  "vu", "ka", "ke"};
+  std::vector<std::string> syllables;
+  bool double_next = false;
+  for (std::size_t i = 0; i < kana.size();) {
+    const std::size_t n = utf8_length(static_cast<unsigned char>(kana[i]));
+    unsigned cp = code_point(kana, i, n);
+    i += n;
+    if (cp == 0x30FC) {  // ー: the vowel again
+      if (!syllables.empty()) syllables.back() += syllables.back().back();
+      continue;
+    }
+    if (cp >= 0x30A1 && cp <= 0x30F6) cp -= 0x60;
+    if (cp < 0x3041 || cp > 0x3096) continue;
+    if (cp == 0x3063) {  // small っ
+      double_next = true;
+      continue;
+    }
+    std::string r = kRomaji[cp - 0x3041];
+    // Small ゃゅょ after an i-syllable: きゃ -> kya, しゃ -> sha, ちゃ -> cha, じゃ -> ja.
+    const bool small_y = cp == 0x3083 || cp == 0x3085 || cp == 0x3087;
+    if (small_y && !syllables.empty() && syllables.back().size() >= 2 && syllables.back().back() == 'i') {
+      std::string& prev = syllables.back();
+      prev.pop_back();
+      const char vowel = r.back();
+      if (prev.back() == 'h' || prev.back() == 'j') prev += vowel;  // sh, ch, j
+      else prev += std::string("y") + vowel;
+      continue;
+    }
+    if (double_next) {
+      r = (r.rfind("ch", 0) == 0 ? "t" : std::string(1, r[0])) + r;
+      double_next = false;
+    }
+    syllables.push_back(std::move(r));
+  }
+  std::string out;
+  for (const auto& syl : syllables) out += syl;
+  return out;
+}
+
+}  // namespace
+
 std::string Glossary::translate(std::string_view text) const {
   if (auto it = entries_.find(text); it != entries_.end()) return it->second;
-  std::string out, unknown;
-  auto flush_unknown = [&] {
-    if (unknown.empty()) return;
-    const std::string t = trim(unknown);
-    if (!t.empty()) out += (out.empty() ? "" : " ") + (std::isalnum(static_cast<unsigned char>(t[0])) ? t : "[" + t + "]");
-    unknown.clear();
+  // Longest match left to right. What no entry covers: a run of kana is romanised (a dish name is
+  // printed the way it sounds: "いくら" -> "Ikura"); a run of other text (kanji the glossary lacks,
+  // latin) is left out when the rest of the text was translated, and the whole text comes back as
+  // it is when nothing of it was, as a translator leaves a name it does not know.
+  std::string out;
+  bool translated = false;
+  auto append = [&](std::string word) {
+    if (word.empty()) return;
+    out += (out.empty() ? "" : " ") + word;
+  };
+  std::string kana;
+  auto flush_kana = [&] {
+    // One kana alone is a particle or a prefix (の, ご, お, と): nothing to print.
+    if (kana.empty() || kana.size() <= 3) {
+      kana.clear();
+      return;
+    }
+    std::string r = romanize(kana);
+    if (!r.empty()) {
+      r[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(r[0])));
+      append(std::move(r));
+      translated = true;
+    }
+    kana.clear();
   };
   for (std::size_t i = 0; i < text.size();) {
     std::size_t best = 0;
@@ -76,63 +146,49 @@ std::string Glossary::translate(std::string_view text) const {
       }
     }
     if (english != nullptr) {
-      flush_unknown();
-      out += (out.empty() ? "" : " ") + *english;
+      flush_kana();
+      append(*english);
+      translated = true;
       i += best;
-    } else {
-      const std::size_t n = std::min(utf8_length(static_cast<unsigned char>(text[i])), text.size() - i);
-      unknown.append(text.substr(i, n));
-      i += n;
+      continue;
     }
-  }
-  flush_unknown();
-  return out;
-}
-
-std::string detect_language(std::string_view text) {
-  bool cjk = false;
-  for (std::size_t i = 0; i < text.size();) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    const std::size_t n = utf8_length(c);
-    if (n == 3 && i + 2 < text.size()) {
-      const unsigned cp = ((c & 0x0F) << 12) | ((text[i + 1] & 0x3F) << 6) | (text[i + 2] & 0x3F);
-      if (cp >= 0x3040 && cp <= 0x30FF) return "ja";  // hiragana, katakana
-      if (cp >= 0x4E00 && cp <= 0x9FFF) cjk = true;
+    const std::size_t n = std::min(utf8_length(static_cast<unsigned char>(text[i])), text.size() - i);
+    const unsigned cp = code_point(text, i, n);
+    if (is_kana(cp)) {
+      kana.append(text.substr(i, n));
+    } else {
+      flush_kana();
+      // Digits and Latin words are kept (a size, "XL"); other unknown characters are left out.
+      if (cp < 0x80 && std::isalnum(static_cast<unsigned char>(cp))) {
+        std::size_t e = i;
+        while (e < text.size() && std::isalnum(static_cast<unsigned char>(text[e]))) ++e;
+        append(std::string(text.substr(i, e - i)));
+        i = e;
+        continue;
+      }
     }
     i += n;
   }
-  return cjk ? "zh-TW" : "en";
+  flush_kana();
+  return translated ? out : trim(std::string(text));
+}
+
+std::string detect_language(std::string_view text) {
+  const std::string script = pipelined::menu_text::script_of(text);
+  return script == "zh" ? "zh-TW" : script;
 }
 
 json menu_categories(const json& request) {
-  // Items before any header go into a category picked by keyword.
-  static const std::vector<std::pair<std::vector<std::string>, std::string>> kKeywords = {
-      {{"ラーメン", "うどん", "そば", "麺", "麵"}, "麺類"}, {{"丼", "飯"}, "ご飯もの"},
-      {{"茶", "ビール", "酒", "奶", "漿"}, "飲み物"},      {{"冰", "アイス", "餅", "団子"}, "デザート"}};
+  // The same parsing as the pipeline's own (plugins/menu/common/menu_text.h): a line without a
+  // price is a heading, prices are read through OCR's currency confusions, and items before any
+  // heading get a category named in the menu's own script.
+  std::vector<std::pair<std::size_t, std::string>> lines;
+  for (const auto& l : request.value("lines", json::array())) lines.emplace_back(l.value("line", std::size_t{0}), l.value("text", ""));
   json categories = json::array();
-  std::map<std::string, std::size_t> index;
-  std::string current;
-  for (const auto& l : request.value("lines", json::array())) {
-    const std::string text = trim(l.value("text", ""));
-    if (text.empty()) continue;
-    std::smatch m;
-    if (!std::regex_search(text, m, price_pattern()) || m.position(0) == 0) {
-      current = text;  // a header
-      continue;
-    }
-    const std::string name = trim(text.substr(0, static_cast<std::size_t>(m.position(0))));
-    std::string category = current;
-    if (category.empty()) {
-      category = "その他";
-      for (const auto& [words, cat] : kKeywords)
-        for (const auto& w : words)
-          if (name.find(w) != std::string::npos && category == "その他") category = cat;
-    }
-    if (!index.count(category)) {
-      index[category] = categories.size();
-      categories.push_back({{"name", category}, {"items", json::array()}});
-    }
-    categories[index[category]]["items"].push_back({{"line", l.value("line", 0)}, {"name", name}, {"price", trim(m.str(0))}});
+  for (const auto& c : pipelined::menu_text::parse_menu(lines)) {
+    json items = json::array();
+    for (const auto& item : c.items) items.push_back({{"line", item.line}, {"name", item.name}, {"price", item.price}});
+    categories.push_back({{"name", c.name}, {"items", std::move(items)}});
   }
   return {{"categories", categories}};
 }
@@ -146,9 +202,16 @@ json menu_translations(const json& request, const Glossary& g) {
 
 json menu_descriptions(const json& request) {
   json out = json::array();
+  // Only text in Latin script goes into the English sentence: an untranslated category is left out.
+  auto latin = [](const std::string& s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  };
   for (const auto& item : request.value("items", json::array())) {
-    const std::string name = item.value("translation", item.value("original", "This dish"));
-    const std::string category = item.value("category", "");
+    std::string name = item.value("translation", "");
+    if (name.empty()) name = item.value("original", "");
+    if (name.empty()) name = "This dish";
+    std::string category = item.value("category", "");
+    if (!latin(category)) category.clear();
     out.push_back({{"id", item.value("id", 0)},
                    {"description", name + " is a house favourite" + (category.empty() ? "" : " among our " + lower(category)) +
                                        ", prepared fresh to order."}});

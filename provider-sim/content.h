@@ -17,7 +17,9 @@ class Glossary {
  public:
   // Throws std::runtime_error when the file cannot be read.
   static Glossary load(const std::string& path);
-  // Exact entry, else longest-match segmentation left to right; unknown runs become "[run]".
+  // Exact entry, else longest-match segmentation left to right. Text no entry covers: kana runs
+  // romanised ("いくら" -> "Ikura"), other runs left out; text with nothing known comes back as is.
+  // Never brackets or untranslated fragments next to English.
   std::string translate(std::string_view text) const;
   std::size_t size() const { return entries_.size(); }
 

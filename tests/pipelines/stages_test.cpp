@@ -6,6 +6,8 @@
 #include "tests/pipelines/fake_host.h"
 #include "tests/pipelines/fake_providers.h"
 
+#include "plugins/menu/common/menu_text.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -114,24 +116,74 @@ TEST(MenuText, MergeDropsDoublesAndRepairsLostItems) {
   EXPECT_EQ(warnings.size(), 4u);  // doubled line 1, line 99, lost lines 2 and 5
 }
 
-TEST(MenuText, BandsCutInBlankRuns) {
-  // 10 text rows, 4 blank, repeated: 5 blocks of 14 rows.
+TEST(MenuText, LinesAreRunsOfInkWithSmallGapsJoined) {
+  // Line 1: 10 inked rows; 12 blank; line 2: 4 inked, 2 blank (inside the line: the strokes of 二),
+  // 5 inked; 12 blank; lines 3 and 4: 10 inked each, 5 blank between; blank tail.
   std::vector<bool> blank;
-  for (int b = 0; b < 5; ++b) {
-    blank.insert(blank.end(), 10, false);
-    blank.insert(blank.end(), 4, true);
-  }
-  auto bands = menu::split_bands(blank, 20, 8);
-  ASSERT_GE(bands.size(), 2u);
-  EXPECT_EQ(bands.front().first, 0);
-  for (std::size_t i = 0; i + 1 < bands.size(); ++i) {
-    EXPECT_EQ(bands[i].second, bands[i + 1].first);
-    EXPECT_TRUE(blank[bands[i].second]) << "cut at a text row";
-    EXPECT_GE(bands[i].second - bands[i].first, 20);
-  }
-  // Blank tail dropped, one band for a short image, none for an empty one.
-  EXPECT_EQ(menu::split_bands(std::vector<bool>(10, false), 20, 8).size(), 1u);
-  EXPECT_TRUE(menu::split_bands(std::vector<bool>(50, true), 20, 8).empty());
+  auto add = [&](int n, bool b) { blank.insert(blank.end(), n, b); };
+  add(3, true), add(10, false), add(12, true), add(4, false), add(2, true), add(5, false), add(12, true), add(10, false), add(5, true),
+      add(10, false), add(6, true);
+  const auto lines = menu::split_lines(blank);
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[0], std::make_pair(3, 13));
+  EXPECT_EQ(lines[1], std::make_pair(25, 36));
+  EXPECT_EQ(lines[2], std::make_pair(48, 58));
+  EXPECT_EQ(lines[3], std::make_pair(63, 73));
+  EXPECT_TRUE(menu::split_lines(std::vector<bool>(50, true)).empty());
+  EXPECT_EQ(menu::split_lines(std::vector<bool>(10, false)).size(), 1u);
+}
+
+TEST(MenuText, CurrencyConfusionsAreRepairedAndNeverLeftInNames) {
+  using P = std::pair<std::string, std::string>;
+  EXPECT_EQ(menu::split_price("牛肉麵 NTS180"), P("牛肉麵", "NT$180"));
+  EXPECT_EQ(menu::split_price("Beef Noodle Soup NTS $180"), P("Beef Noodle Soup", "NT$180"));
+  EXPECT_EQ(menu::split_price("牛肉麵 NT S180"), P("牛肉麵", "NT$180"));
+  EXPECT_EQ(menu::split_price("牛肉麵 NT $ 180"), P("牛肉麵", "NT$180"));
+  EXPECT_EQ(menu::split_price("牛肉麵 NTS$180"), P("牛肉麵", "NT$180"));
+  EXPECT_EQ(menu::split_price("牛腩飯NTS130"), P("牛腩飯", "NT$130"));
+  EXPECT_EQ(menu::split_price("牛肉麵 NT180"), P("牛肉麵", "NT$180"));
+  EXPECT_EQ(menu::split_price("まぐろ \\300"), P("まぐろ", "¥300"));
+  EXPECT_EQ(menu::split_price("まぐろ ¥ 300"), P("まぐろ", "¥300"));
+  EXPECT_EQ(menu::split_price("まぐろ ￥300"), P("まぐろ", "¥300"));
+  EXPECT_EQ(menu::split_price("天丼 ¥1O00"), P("天丼", "¥1000"));
+  EXPECT_EQ(menu::split_price("ラーメン 850 円"), P("ラーメン", "850円"));
+  EXPECT_EQ(menu::split_price("Coffee $ 5"), P("Coffee", "$5"));
+  EXPECT_EQ(menu::split_price("Coffee US$5"), P("Coffee", "US$5"));
+  EXPECT_EQ(menu::split_price("うどん ７００"), P("うどん", "700"));
+  // S or T alone before digits is no currency; a word ending in NT is not a mark.
+  EXPECT_EQ(menu::split_price("BOWLS 5"), P("BOWLS", "5"));
+  EXPECT_EQ(menu::split_price("PINT 5"), P("PINT", "5"));
+  EXPECT_EQ(menu::clean_lines("牛肉麵 NTS $180\n")[0], "牛肉麵 NT$180");
+  EXPECT_TRUE(pipelined::menu_text::has_currency_token("Beef Noodle Soup NTS"));
+  EXPECT_TRUE(pipelined::menu_text::has_currency_token("牛肉麵NT"));
+  EXPECT_FALSE(pipelined::menu_text::has_currency_token("Mint Tea"));
+}
+
+TEST(MenuText, MenuWideRepairs) {
+  using pipelined::menu_text::complete_currency;
+  using pipelined::menu_text::unify_variants;
+  using V = std::vector<std::string>;
+  EXPECT_EQ(complete_currency(V{"寿司", "親子丼 ¥900", "牛丼 650", "カツ丼 ¥950"}), (V{"寿司", "親子丼 ¥900", "牛丼 ¥650", "カツ丼 ¥950"}));
+  EXPECT_EQ(complete_currency(V{"a 5", "b ¥6"}), (V{"a 5", "b ¥6"}));  // no dominant mark
+  // A Chinese menu (no kana) keeps Traditional forms; a Japanese one its own.
+  EXPECT_EQ(unify_variants(V{"麺類", "牛肉麵 NT$180"}), (V{"麵類", "牛肉麵 NT$180"}));
+  EXPECT_EQ(unify_variants(V{"麵類", "醤油ラーメン ¥850", "壽司"}), (V{"麺類", "醤油ラーメン ¥850", "寿司"}));
+  EXPECT_EQ(unify_variants(V{"Coffee $5"}), (V{"Coffee $5"}));
+}
+
+TEST(MenuText, ParseMenuKeepsTheMenusScriptForFallbackCategories) {
+  using pipelined::menu_text::parse_menu;
+  const auto zh = parse_menu({{0, "牛肉麵 NTS180"}, {1, "滷肉飯 NT$45"}, {2, "甜點"}, {3, "豆花 NT$45"}});
+  ASSERT_EQ(zh.size(), 3u);
+  EXPECT_EQ(zh[0].name, "麵類");
+  EXPECT_EQ(zh[0].items[0].name, "牛肉麵");
+  EXPECT_EQ(zh[0].items[0].price, "NT$180");
+  EXPECT_EQ(zh[1].name, "飯類");
+  EXPECT_EQ(zh[2].name, "甜點");
+  const auto ja = parse_menu({{0, "醤油ラーメン ¥850"}, {1, "親子丼 ¥900"}});
+  ASSERT_EQ(ja.size(), 2u);
+  EXPECT_EQ(ja[0].name, "麺類");
+  EXPECT_EQ(ja[1].name, "ご飯もの");
 }
 
 // ---- menu stages: serial and parallel agree -----------------------------------------------------

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "provider-sim/content.h"
 #include "tests/pipelines/harness.h"
 
 namespace {
@@ -47,9 +48,72 @@ TEST(ProviderSim, TranslationV2UsesTheGlossary) {
   EXPECT_EQ(t[1]["translatedText"], "Beef Noodle Soup");
   EXPECT_EQ(t[1]["detectedSourceLanguage"], "zh-TW");
   EXPECT_EQ(t[2]["translatedText"], "Tuna Rice Bowl");  // longest-match segmentation
-  EXPECT_NE(t[3]["translatedText"].get<std::string>().find('['), std::string::npos);
+  EXPECT_EQ(t[3]["translatedText"], "謎の料理");  // nothing known: as it is, never bracketed
   post(sim, "/language/translate/v2", {{"q", "寿司"}, {"target", "en"}}, &status);
   EXPECT_EQ(status, 403);  // no key
+}
+
+// ---- content (pure functions) ------------------------------------------------------------------
+
+const provider_sim::Glossary& glossary() {
+  static const auto g = provider_sim::Glossary::load(std::string(PIPELINED_SOURCE_DIR) + "/provider-sim/data/glossary.tsv");
+  return g;
+}
+
+// No brackets, and no CJK left next to English: a translation is all English or, when nothing of
+// the text is known, the text as it is.
+void expect_clean_translation(const std::string& source, const std::string& english) {
+  EXPECT_EQ(english.find('['), std::string::npos) << source << " -> " << english;
+  const bool ascii = std::all_of(english.begin(), english.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  EXPECT_TRUE(ascii || english == source) << source << " -> " << english;
+}
+
+TEST(ProviderSimContent, UnknownWordsAreRomanisedOrLeftOutNeverBracketed) {
+  const auto& g = glossary();
+  EXPECT_EQ(g.translate("ご飯もの"), "Rice Dishes");
+  EXPECT_EQ(g.translate("ちゃーしゅー麺"), "Chaashuu Noodles");  // kana romanised, 麺 from the glossary
+  EXPECT_EQ(g.translate("チャーシュー麺"), "Chaashuu Noodles");  // katakana alike
+  EXPECT_EQ(g.translate("ほっこり"), "Hokkori");                   // small っ doubles
+  EXPECT_EQ(g.translate("きゃべつ丼"), "Kyabetsu Rice Bowl");
+  EXPECT_EQ(g.translate("謎丼"), "Rice Bowl");                     // unknown kanji left out
+  EXPECT_EQ(g.translate("謎の料理"), "謎の料理");                  // nothing known: as it is
+  for (const char* s : {"ご飯もの", "和牛丼", "謎の料理", "海老天丼", "特製ラーメン", "芒果冰沙", "麺類", "飯類", "其他", "その他"})
+    expect_clean_translation(s, g.translate(s));
+}
+
+TEST(ProviderSimContent, EveryFixtureNameAndHeadingTranslatesCleanly) {
+  namespace fs = std::filesystem;
+  std::size_t texts = 0;
+  for (const auto& e : fs::directory_iterator(fs::path(PIPELINED_SOURCE_DIR) / "tests/fixtures/menus")) {
+    if (e.path().extension() != ".txt") continue;
+    std::ifstream in(e.path());
+    for (std::string l; std::getline(in, l);) {
+      if (l.empty()) continue;
+      const auto blank = l.rfind(' ');
+      const std::string name = l.find_first_of("0123456789") == std::string::npos || blank == std::string::npos ? l : l.substr(0, blank);
+      const std::string english = glossary().translate(name);
+      expect_clean_translation(name, english);
+      EXPECT_NE(english, name) << "not in the glossary: " << name;
+      ++texts;
+    }
+  }
+  EXPECT_GT(texts, 200u);
+}
+
+TEST(ProviderSimContent, DescriptionsCarryNoUntranslatedFragments) {
+  const json request = {{"items",
+                         {{{"id", 0}, {"original", "親子丼"}, {"translation", "Oyakodon"}, {"category", "Rice Dishes"}},
+                          {{"id", 1}, {"original", "謎の料理"}, {"translation", "謎の料理"}, {"category", "謎類"}},
+                          {{"id", 2}, {"original", "牛肉麵"}, {"translation", ""}, {"category", ""}}}}};
+  const json d = provider_sim::menu_descriptions(request)["descriptions"];
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_EQ(d[0]["description"], "Oyakodon is a house favourite among our rice dishes, prepared fresh to order.");
+  EXPECT_EQ(d[1]["description"], "謎の料理 is a house favourite, prepared fresh to order.");  // untranslated category left out
+  EXPECT_EQ(d[2]["description"], "牛肉麵 is a house favourite, prepared fresh to order.");
+  for (const json& x : d) EXPECT_EQ(x["description"].get<std::string>().find('['), std::string::npos);
+  // The categorizer's fallback category of a Japanese menu translates cleanly (was "[ご] rice [もの]").
+  const json cats = provider_sim::menu_categories({{"lines", {{{"line", 0}, {"text", "親子丼 ¥900"}}}}});
+  EXPECT_EQ(glossary().translate(cats["categories"][0]["name"].get<std::string>()), "Rice Dishes");
 }
 
 TEST(ProviderSim, CategorizeKeepsEveryItemOnce) {

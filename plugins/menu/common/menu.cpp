@@ -1,5 +1,7 @@
 #include "menu.h"
 
+#include "menu_text.h"
+
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -28,10 +30,6 @@ std::string trim(std::string_view s) {
     else break;
   }
   return std::string(s);
-}
-
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
 const json& require_array(const json& doc, const char* key, const char* stage) {
@@ -136,73 +134,50 @@ std::vector<std::string> clean_lines(std::string_view text) {
         collapsed += static_cast<char>(c);
       }
     }
-    if (!collapsed.empty()) out.push_back(std::move(collapsed));
+    if (!collapsed.empty()) out.push_back(menu_text::normalize_price(collapsed));
     start = end + 1;
   }
   return out;
 }
 
-bool looks_like_item(std::string_view line) {
-  for (std::size_t i = 0; i < line.size(); ++i) {
-    if (line[i] >= '0' && line[i] <= '9') return true;
-    // Fullwidth digits U+FF10..U+FF19: EF BC 90..99.
-    if (i + 2 < line.size() && static_cast<unsigned char>(line[i]) == 0xEF && static_cast<unsigned char>(line[i + 1]) == 0xBC &&
-        static_cast<unsigned char>(line[i + 2]) >= 0x90 && static_cast<unsigned char>(line[i + 2]) <= 0x99)
-      return true;
-  }
-  return false;
-}
+bool looks_like_item(std::string_view line) { return menu_text::looks_like_item(line); }
 
-std::pair<std::string, std::string> split_price(std::string_view raw) {
-  const std::string s = trim(raw);
-  std::size_t end = s.size();
-  for (std::string_view suffix : {"\xE5\x86\x86" /*円*/, "\xE5\x85\x83" /*元*/})
-    if (ends_with(std::string_view(s).substr(0, end), suffix)) {
-      end -= suffix.size();
-      break;
-    }
-  std::size_t p = end;
-  while (p > 0 && ((s[p - 1] >= '0' && s[p - 1] <= '9') || s[p - 1] == ',' || s[p - 1] == '.')) --p;
-  if (p == end) return {s, ""};
-  for (std::string_view prefix : {"NT$", "US$", "HK$", "$", "\xC2\xA5" /*¥*/, "\xEF\xBF\xA5" /*￥*/, "\\", "\xE2\x82\xAC" /*€*/, "\xC2\xA3" /*£*/})
-    if (ends_with(std::string_view(s).substr(0, p), prefix)) {
-      p -= prefix.size();
-      break;
-    }
-  std::string name = trim(std::string_view(s).substr(0, p));
-  if (name.empty()) return {s, ""};
-  return {name, trim(std::string_view(s).substr(p))};
-}
+std::pair<std::string, std::string> split_price(std::string_view raw) { return menu_text::split_price(raw); }
 
 // ---- stage 1 ---------------------------------------------------------------------------------
 
-std::vector<std::pair<int, int>> split_bands(const std::vector<bool>& blank, int min_height, int max_bands) {
+std::vector<std::pair<int, int>> split_lines(const std::vector<bool>& blank) {
+  std::vector<std::pair<int, int>> runs;
   const int rows = static_cast<int>(blank.size());
-  std::vector<std::pair<int, int>> bands;
-  const int target = std::max(min_height, (rows + std::max(max_bands, 1) - 1) / std::max(max_bands, 1));
-  int start = 0;
   for (int y = 0; y < rows;) {
-    if (!blank[y]) {
+    if (blank[y]) {
       ++y;
       continue;
     }
-    const int run_begin = y;
-    while (y < rows && blank[y]) ++y;
-    const int cut = (run_begin + y) / 2;
-    // Cut in the middle of this blank run when the band is long enough and text follows.
-    if (y < rows && cut - start >= target) {
-      bands.emplace_back(start, cut);
-      start = cut;
-    }
+    const int begin = y;
+    while (y < rows && !blank[y]) ++y;
+    runs.emplace_back(begin, y);
   }
-  if (start < rows) bands.emplace_back(start, rows);
-  // Bands without any ink are not worth a recognizer call.
-  bands.erase(std::remove_if(bands.begin(), bands.end(),
-                             [&](const std::pair<int, int>& b) {
-                               return std::all_of(blank.begin() + b.first, blank.begin() + b.second, [](bool v) { return v; });
-                             }),
-              bands.end());
-  return bands;
+  // A run that is a piece of a line (one stroke of 二, an accent) is short next to a full line and
+  // close to its neighbour; joined, the two are no taller than a line. Line height: the median run's.
+  std::vector<int> heights;
+  for (const auto& run : runs) heights.push_back(run.second - run.first);
+  std::sort(heights.begin(), heights.end());
+  const int line_height = heights.empty() ? 0 : heights[heights.size() / 2];
+  std::vector<std::pair<int, int>> lines;
+  for (const auto& run : runs) {
+    if (!lines.empty()) {
+      auto& last = lines.back();
+      const int gap = run.first - last.second;
+      const int shorter = std::min(last.second - last.first, run.second - run.first);
+      if ((run.second - last.first) * 10 <= line_height * 13 && gap * 10 < line_height * 6 && shorter * 2 < line_height) {
+        last.second = run.second;
+        continue;
+      }
+    }
+    lines.push_back(run);
+  }
+  return lines;
 }
 
 const sdk::Attachment& request_image(const sdk::Payload& input) {

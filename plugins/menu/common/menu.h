@@ -29,20 +29,22 @@ std::vector<std::string> translate_result(const sdk::HttpResponse& response, std
 
 // ---- text helpers (pure) ---------------------------------------------------------------------
 
-// Splits OCR text into lines: trimmed, runs of blanks collapsed, empty lines dropped, and the
-// backslash Tesseract's Japanese model reads for "¥" before a price put back.
+// Splits OCR text into lines: trimmed, runs of blanks collapsed, empty lines dropped, and the price
+// at the end of a line put into its canonical form (menu_text::normalize_price: "\300" -> "¥300",
+// "NTS180" -> "NT$180").
 std::vector<std::string> clean_lines(std::string_view text);
 // A line that carries a price (any digit) is a menu item; others are headers.
 bool looks_like_item(std::string_view line);
-// "まぐろ ¥300" -> {"まぐろ", "¥300"}; no price -> {line, ""}.
+// "まぐろ ¥300" -> {"まぐろ", "¥300"}; no price -> {line, ""} (menu_text::split_price: OCR's
+// currency confusions repaired, no currency mark left in the name).
 std::pair<std::string, std::string> split_price(std::string_view line);
 
 // ---- stage 1: OCR -----------------------------------------------------------------------------
 
-// Horizontal bands [begin, end) of an image for parallel OCR, from which rows are blank: cuts fall
-// in the middle of runs of blank rows, each band at least `min_height` rows (but the last) and
-// about rows / max_bands rows; bands without ink are left out.
-std::vector<std::pair<int, int>> split_bands(const std::vector<bool>& blank_rows, int min_height, int max_bands);
+// Text lines [begin, end) of an image, from which rows are blank: runs of inked rows, a short run
+// (under half the median run's height: one stroke of 二, an accent) joined to its neighbour when
+// the gap is under 0.6 line heights and the two together are no taller than 1.3 line heights. Local OCR reads each line on its own, serial and parallel alike.
+std::vector<std::pair<int, int>> split_lines(const std::vector<bool>& blank_rows);
 
 // ---- stage 1: OCR with Gemini (production variant) -------------------------------------------
 

@@ -1,12 +1,14 @@
 #include "tesseract_reader.h"
 
 #include "menu.h"
+#include "menu_text.h"
 
 #include <leptonica/allheaders.h>
 #include <omp.h>
 #include <tesseract/baseapi.h>
 
 #include <algorithm>
+#include <functional>
 #include <stdexcept>
 #include <thread>
 
@@ -37,6 +39,82 @@ std::vector<bool> blank_rows(Pix* gray, int threshold) {
   return blank;
 }
 
+// Columns [first, last + 1) with ink in rows [top, bottom); {0, 0} when there is none.
+std::pair<int, int> ink_columns(Pix* gray, int top, int bottom, int threshold) {
+  const int w = static_cast<int>(pixGetWidth(gray));
+  const int wpl = pixGetWpl(gray);
+  l_uint32* data = pixGetData(gray);
+  int left = w, right = 0;
+  for (int y = top; y < bottom; ++y) {
+    l_uint32* line = data + static_cast<std::ptrdiff_t>(y) * wpl;
+    for (int x = 0; x < w; ++x)
+      if (static_cast<int>(GET_DATA_BYTE(line, x)) < threshold) {
+        left = std::min(left, x);
+        right = std::max(right, x + 1);
+      }
+  }
+  return left < right ? std::make_pair(left, right) : std::make_pair(0, 0);
+}
+
+// Kana or CJK ideographs in the text (any code point U+3040..U+9FFF).
+bool has_cjk(std::string_view text) {
+  for (std::size_t i = 0; i + 2 < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if ((c & 0xF0) != 0xE0) continue;
+    const unsigned cp = ((c & 0x0F) << 12) | ((static_cast<unsigned char>(text[i + 1]) & 0x3F) << 6) |
+                        (static_cast<unsigned char>(text[i + 2]) & 0x3F);
+    if (cp >= 0x3040 && cp <= 0x9FFF) return true;
+  }
+  return false;
+}
+
+// "jpn+chi_tra+eng" -> "jpn+chi_tra": the configured languages without the Latin-script ones
+// (empty when nothing would be left or nothing was removed).
+std::string cjk_only(const std::string& languages) {
+  std::string out;
+  bool removed = false;
+  std::size_t start = 0;
+  while (start <= languages.size()) {
+    std::size_t end = languages.find('+', start);
+    if (end == std::string::npos) end = languages.size();
+    const std::string lang = languages.substr(start, end - start);
+    const bool cjk = lang.rfind("jpn", 0) == 0 || lang.rfind("chi_", 0) == 0 || lang.rfind("kor", 0) == 0;
+    if (cjk) out += (out.empty() ? "" : "+") + lang;
+    else removed = true;
+    start = end + 1;
+  }
+  return removed ? out : std::string();
+}
+
+// Drops tokens made only of marks raw-line recognition puts around a word ("麵類 。。", "_ 麵類").
+std::string strip_stray_marks(const std::string& line) {
+  static const std::vector<std::string> kMarks = {"\xE3\x80\x82" /*。*/, "_", "=", "-", "\xE2\x80\x94" /*—*/, "\"", "\xE2\x80\x9C" /*“*/,
+                                                  "'", "`", ".", ",", "|"};
+  auto only_marks = [&](std::string_view token) {
+    while (!token.empty()) {
+      bool hit = false;
+      for (const auto& m : kMarks)
+        if (token.substr(0, m.size()) == m) {
+          token.remove_prefix(m.size());
+          hit = true;
+          break;
+        }
+      if (!hit) return false;
+    }
+    return true;
+  };
+  std::string out;
+  std::size_t start = 0;
+  while (start < line.size()) {
+    std::size_t end = line.find(' ', start);
+    if (end == std::string::npos) end = line.size();
+    const std::string token = line.substr(start, end - start);
+    if (!token.empty() && !only_marks(token)) out += (out.empty() ? "" : " ") + token;
+    start = end + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 int TesseractConfig::cpu_bands() { return std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 2, 8); }
@@ -56,27 +134,31 @@ TesseractConfig TesseractConfig::from(const json& config, std::string_view plugi
 
 struct TesseractReader::Engine {
   tesseract::TessBaseAPI api;
+  bool cjk_only = false;
 };
 
-TesseractReader::TesseractReader(TesseractConfig config) : config_(std::move(config)) {
+TesseractReader::TesseractReader(TesseractConfig config) : config_(std::move(config)), cjk_languages_(cjk_only(config_.languages)) {
   release(acquire());  // fails now, at plugin load, when the language data is missing
 }
 
 TesseractReader::~TesseractReader() = default;
 
-std::unique_ptr<TesseractReader::Engine> TesseractReader::acquire() const {
+std::unique_ptr<TesseractReader::Engine> TesseractReader::acquire(bool cjk) const {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!idle_.empty()) {
-      auto engine = std::move(idle_.back());
-      idle_.pop_back();
+    auto& idle = idle_[cjk ? 1 : 0];
+    if (!idle.empty()) {
+      auto engine = std::move(idle.back());
+      idle.pop_back();
       return engine;
     }
   }
   auto engine = std::make_unique<Engine>();
-  if (engine->api.Init(config_.tessdata.empty() ? nullptr : config_.tessdata.c_str(), config_.languages.c_str(),
+  engine->cjk_only = cjk;
+  const std::string& languages = cjk ? cjk_languages_ : config_.languages;
+  if (engine->api.Init(config_.tessdata.empty() ? nullptr : config_.tessdata.c_str(), languages.c_str(),
                        tesseract::OEM_LSTM_ONLY) != 0)
-    throw std::runtime_error("tesseract: cannot load languages '" + config_.languages + "' from " +
+    throw std::runtime_error("tesseract: cannot load languages '" + languages + "' from " +
                              (config_.tessdata.empty() ? std::string("the default tessdata directory") : config_.tessdata) +
                              " (Debian: tesseract-ocr-jpn, tesseract-ocr-chi-tra, tesseract-ocr-eng)");
   engine->api.SetPageSegMode(static_cast<tesseract::PageSegMode>(config_.page_segmentation));
@@ -86,15 +168,17 @@ std::unique_ptr<TesseractReader::Engine> TesseractReader::acquire() const {
 void TesseractReader::release(std::unique_ptr<Engine> engine) const {
   std::lock_guard<std::mutex> lock(mu_);
   // Concurrent requests may have needed more; keep what one parallel read uses.
-  if (idle_.size() < static_cast<std::size_t>(std::max(config_.max_bands, 1))) idle_.push_back(std::move(engine));
+  auto& idle = idle_[engine->cjk_only ? 1 : 0];
+  if (idle.size() < static_cast<std::size_t>(std::max(config_.max_bands, 1))) idle.push_back(std::move(engine));
 }
 
-std::string TesseractReader::recognize(Engine& engine, const void* pix) const {
+std::string TesseractReader::recognize(Engine& engine, const void* pix, int psm) const {
   // libtesseract parallelises inside one recognition with OpenMP. Here the parallelism is the
   // worker pool's (bands, requests); OpenMP's spinning threads on top of it only oversubscribe the
   // CPUs (measured: a 40-item menu 5x slower). Serialise its parallel regions on this thread (the
   // setting is a per-thread ICV in libgomp, and cheap).
   omp_set_max_active_levels(0);
+  engine.api.SetPageSegMode(static_cast<tesseract::PageSegMode>(psm < 0 ? config_.page_segmentation : psm));
   engine.api.SetImage(const_cast<Pix*>(static_cast<const Pix*>(pix)));
   engine.api.SetSourceResolution(72);  // rendered menus carry no DPI; say so instead of a warning per call
   std::unique_ptr<char[]> text(engine.api.GetUTF8Text());
@@ -110,38 +194,100 @@ json TesseractReader::read(const std::string& image, const sdk::Context& ctx, Sc
   decoded.reset();
   if (!gray) throw StageError(PL_ERR_INVALID_INPUT, "ocr: cannot convert the image to grayscale");
 
-  auto read_pix = [&](Pix* pix) {
-    auto engine = acquire();
-    std::string text;
-    try {
-      text = recognize(*engine, pix);
-    } catch (...) {
+  // Serial and parallel read the same thing: each text line cut out of the image on its own (with
+  // the same margins), recognised as one line by the same steps. They differ only in scheduling, so
+  // they cannot disagree on a line, a heading or a price (reading whole pages or bands let
+  // Tesseract's layout analysis group lines differently and drop a heading in one variant only).
+  const std::vector<bool> blank = blank_rows(gray.get(), config_.blank_threshold);
+  const std::vector<std::pair<int, int>> spans = split_lines(blank);
+  const int width = static_cast<int>(pixGetWidth(gray.get())), height = static_cast<int>(pixGetHeight(gray.get()));
+  auto cut = [&](std::size_t i) {
+    // Margins: up to kMargin pixels of white, never reaching into the neighbouring lines.
+    constexpr int kMargin = 12;
+    const int above = i == 0 ? spans[i].first : (spans[i].first - spans[i - 1].second) / 2;
+    const int below = i + 1 == spans.size() ? height - spans[i].second : (spans[i + 1].first - spans[i].second) / 2;
+    const int top = spans[i].first - std::min(kMargin, above), bottom = spans[i].second + std::min(kMargin, below);
+    const auto [left, right] = ink_columns(gray.get(), spans[i].first, spans[i].second, config_.blank_threshold);
+    // Sideways a line's height of white: with less, short lines (two-character headings) read empty.
+    const int side = std::max(kMargin, spans[i].second - spans[i].first);
+    const int x0 = std::max(0, left - side), x1 = std::min(width, right + side);
+    BOX* box = boxCreate(x0, top, std::max(1, x1 - x0), bottom - top);
+    PixPtr line(pixClipRectangle(gray.get(), box, nullptr));
+    boxDestroy(&box);
+    if (!line) throw StageError(PL_ERR_INTERNAL, "ocr: cannot cut line " + std::to_string(i));
+    return line;
+  };
+  // One line of text, cleaned; Tesseract may still break it.
+  auto read_one = [&](Engine& engine, Pix* pix, int psm) {
+    std::string text = recognize(engine, pix, psm);
+    std::replace(text.begin(), text.end(), '\n', ' ');
+    const auto cleaned = clean_lines(text);
+    return cleaned.empty() ? std::string() : cleaned.front();
+  };
+  // Runs fn(engine, line) over `todo` with engines of the given languages: serial on this thread,
+  // parallel in contiguous groups (about one per min_band_height rows, at most max_bands) on the pool.
+  auto run = [&](const std::vector<std::size_t>& todo, bool cjk_only, const std::function<void(Engine&, std::size_t)>& fn) {
+    auto group = [&](std::size_t from, std::size_t to) {
+      auto engine = acquire(cjk_only);
+      try {
+        for (std::size_t k = from; k < to; ++k) {
+          ctx.throw_if_cancelled();
+          fn(*engine, todo[k]);
+        }
+      } catch (...) {
+        release(std::move(engine));
+        throw;
+      }
       release(std::move(engine));
-      throw;
+    };
+    if (schedule == Schedule::Serial || todo.size() < 2) {
+      group(0, todo.size());
+      return;
     }
-    release(std::move(engine));
-    return text;
+    const std::size_t groups = std::min<std::size_t>(
+        todo.size(), static_cast<std::size_t>(std::clamp(height / std::max(config_.min_band_height, 1), 1, std::max(config_.max_bands, 1))));
+    ctx.parallel_for(groups, [&](std::size_t g) { group(todo.size() * g / groups, todo.size() * (g + 1) / groups); });
   };
 
-  std::vector<std::string> texts;
-  if (schedule == Schedule::Serial) {
-    texts.push_back(read_pix(gray.get()));
-  } else {
-    const auto bands = split_bands(blank_rows(gray.get(), config_.blank_threshold), config_.min_band_height, config_.max_bands);
-    texts.resize(bands.size());
-    const l_int32 width = pixGetWidth(gray.get());
-    ctx.parallel_for(bands.size(), [&](std::size_t i) {
-      ctx.throw_if_cancelled();
-      BOX* box = boxCreate(0, bands[i].first, width, bands[i].second - bands[i].first);
-      PixPtr band(pixClipRectangle(gray.get(), box, nullptr));
-      boxDestroy(&box);
-      if (!band) throw StageError(PL_ERR_INTERNAL, "ocr: cannot cut band " + std::to_string(i));
-      texts[i] = read_pix(band.get());
-    });
+  std::vector<std::string> texts(spans.size());
+  std::vector<std::size_t> all(spans.size());
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+  run(all, false, [&](Engine& engine, std::size_t i) {
+    PixPtr line = cut(i);
+    texts[i] = read_one(engine, line.get(), -1);
+    // Ink but no text: short bold headings (two characters: 飲料, 麵類) can come back empty from
+    // line recognition; read as a raw line (no layout analysis) they are found, with stray marks
+    // around them (dropped), else enlarged.
+    if (texts[i].empty()) texts[i] = strip_stray_marks(read_one(engine, line.get(), tesseract::PSM_RAW_LINE));
+    if (texts[i].empty()) {
+      PixPtr larger(pixScale(line.get(), 2.0f, 2.0f));
+      if (larger) texts[i] = read_one(engine, larger.get(), -1);
+    }
+  });
+
+  // On a CJK menu a short name can be read as Latin letters ("牛丼" as "+ Ft", "肉圓" as "AE]"):
+  // with the English model the recogniser may take Latin for a line it is unsure of. Such lines are
+  // read again without the Latin-script languages, and that reading is kept when it has CJK text.
+  if (!cjk_languages_.empty()) {
+    std::size_t cjk_lines = 0;
+    for (const auto& t : texts) cjk_lines += has_cjk(t);
+    if (cjk_lines * 2 > texts.size()) {
+      std::vector<std::size_t> latin;
+      for (std::size_t i = 0; i < texts.size(); ++i)
+        if (!texts[i].empty() && !has_cjk(split_price(texts[i]).first)) latin.push_back(i);
+      run(latin, true, [&](Engine& engine, std::size_t i) {
+        PixPtr line = cut(i);
+        std::string again = read_one(engine, line.get(), -1);
+        if (has_cjk(split_price(again).first)) texts[i] = std::move(again);
+      });
+    }
   }
+
+  std::vector<std::string> read;
+  for (auto& text : texts)
+    if (!text.empty()) read.push_back(std::move(text));
   json lines = json::array();
-  for (const auto& text : texts)
-    for (auto& line : clean_lines(text)) lines.push_back(std::move(line));
+  for (auto& line : menu_text::unify_variants(menu_text::complete_currency(std::move(read)))) lines.push_back(std::move(line));
   return {{"lines", std::move(lines)}};
 }
 

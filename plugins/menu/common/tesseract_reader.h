@@ -1,7 +1,8 @@
-// Local OCR of menu images with libtesseract (jpn+chi_tra+eng by default). Serial reads the whole
-// image at once; parallel cuts a tall image into horizontal bands at blank pixel rows and reads the
-// bands at the same time on the daemon's worker pool (ctx.parallel_for), then joins their lines in
-// band order. Tesseract engines are expensive to initialise (about 0.3 s and 90 MB each for three
+// Local OCR of menu images with libtesseract (jpn+chi_tra+eng by default). Both variants cut the
+// image into text lines at blank pixel rows (split_lines) and recognise each line on its own as a
+// single line of text, so they read exactly the same lines; serial reads them one after another,
+// parallel groups them into horizontal bands (split_bands) read at the same time on the daemon's
+// worker pool (ctx.parallel_for) and joins their lines in order. Tesseract engines are expensive to initialise (about 0.3 s and 90 MB each for three
 // languages), so the reader keeps up to max_bands initialised engines for reuse; each is used by one
 // thread at a time. More bands than CPUs gain nothing and cost an engine each.
 #pragma once
@@ -26,10 +27,10 @@ namespace pipelined::plugins::menu {
 struct TesseractConfig {
   std::string languages = "jpn+chi_tra+eng";
   std::string tessdata;           // empty: the library's default
-  int page_segmentation = 4;      // PSM_SINGLE_COLUMN: menus are one column of lines of varied size
+  int page_segmentation = 7;      // PSM_SINGLE_LINE: each cut-out text line is read as one line
   int blank_threshold = 200;      // a row whose pixels are all at least this light (0-255) is blank
-  int min_band_height = 240;      // parallel: no band shorter than this (pixels), images shorter are read whole
-  int max_bands = cpu_bands();    // parallel: at most this many bands (default: the CPU count, 2..8)
+  int min_band_height = 240;      // parallel: about one group of lines per this many pixel rows (images shorter: one)
+  int max_bands = cpu_bands();    // parallel: at most this many groups of lines at once (default: the CPU count, 2..8)
   static TesseractConfig from(const json& config, std::string_view plugin);
   static int cpu_bands();
 };
@@ -45,13 +46,14 @@ class TesseractReader {
 
  private:
   struct Engine;
-  std::unique_ptr<Engine> acquire() const;
+  std::unique_ptr<Engine> acquire(bool cjk_only = false) const;  // cjk_only: the CJK languages alone
   void release(std::unique_ptr<Engine> engine) const;
-  std::string recognize(Engine& engine, const void* pix) const;
+  std::string recognize(Engine& engine, const void* pix, int psm) const;  // psm < 0: the configured one
 
   TesseractConfig config_;
+  std::string cjk_languages_;  // config_.languages without the Latin-script ones; empty: no second reading
   mutable std::mutex mu_;
-  mutable std::vector<std::unique_ptr<Engine>> idle_;
+  mutable std::vector<std::unique_ptr<Engine>> idle_[2];  // full languages, CJK only
 };
 
 // The local OCR stage of plugins menu_ocr_tesseract_* (stage_plugin.h): the request's image, read
