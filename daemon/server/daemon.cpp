@@ -24,6 +24,7 @@
 #include "daemon/server/crash_marker.h"
 #include "daemon/server/frontend_routes.h"
 #include "daemon/server/http_listener.h"
+#include "daemon/server/metrics_routes.h"
 #include "daemon/server/plugin_state.h"
 #include "daemon/server/request_path.h"
 #include "daemon/server/rollout_settings.h"
@@ -48,8 +49,6 @@ std::shared_ptr<const config::Config> load_config(const std::string& path) {
   for (const auto& e : loaded.errors) text += "\n  " + e.to_string();
   throw std::runtime_error(text);
 }
-
-const char* const kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 }  // namespace
 
@@ -116,7 +115,7 @@ struct Daemon::Impl {
     }
     if (!config->metrics.listen_address.empty()) {
       ListenerOptions m{1 << 10, 16 << 10, s.read_timeout, s.idle_timeout, ""};
-      metrics_listener = std::make_unique<HttpListener>(io, m, [this](Request&& r, Reply reply) { serve_metrics(std::move(r), std::move(reply)); });
+      metrics_listener = std::make_unique<HttpListener>(io, m, metrics_listener_handler(metrics_registry));
       if (auto e = metrics_listener->listen_tcp(config->metrics.listen_address, config->metrics.listen_port); !e.empty()) throw std::runtime_error(e);
     }
     rollout->start(crash_note.value_or(""));
@@ -134,25 +133,9 @@ struct Daemon::Impl {
     });
   }
 
-  // The metrics listener: GET /metrics and nothing else, answered on the I/O thread.
-  void serve_metrics(Request&& req, Reply reply) {
-    const unsigned version = req.version();
-    const bool keep_alive = req.keep_alive();
-    const std::string target(req.target());
-    if (target.substr(0, target.find('?')) != "/metrics") return reply(error_response(version, keep_alive, 404, "only GET /metrics here"));
-    if (req.method() != boost::beast::http::verb::get) {
-      auto r = error_response(version, keep_alive, 405, "only GET /metrics here");
-      r.set(boost::beast::http::field::allow, "GET");
-      return reply(std::move(r));
-    }
-    auto r = json_response(version, keep_alive, 200, metrics_registry.render());
-    r.set(boost::beast::http::field::content_type, kMetricsContentType);
-    reply(std::move(r));
-  }
-
   std::vector<AdminRoute> routes() {
     auto table = rollout_routes(*rollout);
-    table.push_back({"GET", "/metrics", [this](const AdminCall&) { return AdminAnswer{200, {}, metrics_registry.render(), kMetricsContentType}; }});
+    table.push_back(metrics_admin_route(metrics_registry));
     table.push_back({"GET", "/admin/status", [this](const AdminCall&) { return AdminAnswer{200, status()}; }});
     table.push_back({"GET", "/admin/plugins", [this](const AdminCall&) { return AdminAnswer{200, state->plugins_json()}; }});
     table.push_back({"POST", "/admin/plugins/reload", [this](const AdminCall& call) {
