@@ -239,7 +239,8 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
                      {"read_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.read_timeout); }},
                      {"idle_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.idle_timeout); }},
                      {"request_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.request_timeout); }},
-                     {"drain_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.drain_timeout, 0); }}});
+                     {"drain_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.drain_timeout, 0); }},
+                     {"request_log", [&](auto& fn, auto& fk) { r.read(fn, fk, s.request_log); }}});
        }},
       {"admin", [&](auto& n, auto& k) {
          admin_node = n;

@@ -26,6 +26,9 @@ struct ServerConfig {
   Millis idle_timeout{60000};   // keep-alive connection with no request is closed after this
   Millis request_timeout{300000};  // pipeline deadline per request
   Millis drain_timeout{30000};  // SIGTERM: in-flight requests get this long to finish
+  // One JSON line per finished frontend request, for log shippers: "" off, "stderr", or a file
+  // path (appended). Read at start; a reload does not move it.
+  std::string request_log;
 };
 
 struct AdminConfig {

@@ -59,6 +59,7 @@ struct Daemon::Impl {
   std::unique_ptr<rollout::RolloutController> rollout;
   metrics::Registry metrics_registry;
   std::unique_ptr<metrics::RequestSeries> request_series;
+  std::unique_ptr<RequestLog> request_log;
   // Destroyed in reverse: the outbound client first (it fails what is in flight, so pending plugin
   // runs complete), then the engine (it waits for them), then the pool they complete on.
   std::unique_ptr<pool::WorkerPool> pool;
@@ -92,7 +93,8 @@ struct Daemon::Impl {
     state->load_initial();
     request_series = std::make_unique<metrics::RequestSeries>(metrics_registry);
     add_metric_collectors();
-    requests = std::make_unique<RequestPath>(*engine, *rollout, *request_series);
+    if (!config->server.request_log.empty()) request_log = std::make_unique<RequestLog>(config->server.request_log);
+    requests = std::make_unique<RequestPath>(*engine, *rollout, *request_series, request_log.get());
     frontend_routes = std::make_unique<FrontendRoutes>(*plugins, *requests, [this] { return state->not_ready(); });
     admin_routes = std::make_unique<AdminRoutes>(routes(), *pool);
 

@@ -29,8 +29,9 @@ struct RequestPath::Exchange {
   std::string whole_failure;
 };
 
-RequestPath::RequestPath(engine::Engine& engine, rollout::RolloutController& rollout, metrics::RequestSeries& metrics)
-    : engine_(engine), rollout_(rollout), metrics_(metrics) {
+RequestPath::RequestPath(engine::Engine& engine, rollout::RolloutController& rollout, metrics::RequestSeries& metrics,
+                         const RequestLog* log)
+    : engine_(engine), rollout_(rollout), metrics_(metrics), log_(log) {
   std::random_device rd;
   char prefix[9];
   std::snprintf(prefix, sizeof prefix, "%08x", rd());
@@ -115,6 +116,7 @@ void RequestPath::finish(const std::shared_ptr<Exchange>& x, engine::RunResult r
     if (s.status == engine::StageStatus::FellBack) metrics_.fallback(done.pipeline, s.stage);
   }
   if (x->whole_fallback) metrics_.fallback(done.pipeline, "(whole_request)");
+  if (log_ != nullptr) log_->write(record, x->endpoint->path);
   rollout_.record(std::move(record));
   if (x->assignment.shadow && (r.ok || r.partial)) run_shadow(x, std::move(body), meta.elapsed);
 }

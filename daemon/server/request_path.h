@@ -14,13 +14,15 @@
 #include "daemon/engine/engine.h"
 #include "daemon/metrics/metrics.h"
 #include "daemon/server/http_listener.h"
+#include "daemon/server/request_log.h"
 #include "rollout/rollout.h"
 
 namespace pipelined::server {
 
 class RequestPath {
  public:
-  RequestPath(engine::Engine& engine, rollout::RolloutController& rollout, metrics::RequestSeries& metrics);
+  // `log` may be null (no request log).
+  RequestPath(engine::Engine& engine, rollout::RolloutController& rollout, metrics::RequestSeries& metrics, const RequestLog* log);
 
   // Serves `request` on `endpoint` of `plugins` (the endpoint belongs to plugins->config).
   void serve(Request&& request, Reply reply, std::shared_ptr<const plugin_host::PluginSet> plugins, const config::EndpointConfig& endpoint);
@@ -40,6 +42,7 @@ class RequestPath {
   engine::Engine& engine_;
   rollout::RolloutController& rollout_;
   metrics::RequestSeries& metrics_;
+  const RequestLog* log_;
   mutable std::mutex inflight_mu_;
   std::map<std::uint64_t, std::shared_ptr<std::atomic<bool>>> inflight_;  // cancel flags
   std::atomic<std::uint64_t> next_serial_{1};

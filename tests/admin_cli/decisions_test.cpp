@@ -5,6 +5,7 @@
 
 #include <array>
 #include <csignal>
+#include <fstream>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -24,7 +25,7 @@ class DecisionsTest : public ::testing::Test {
     for (const char* p : {"test_echo", "test_echo_parallel", "test_fail_parallel"}) install_plugin(dir_ / "plugins", p);
     write_file(
         dir_ / "pipelined.yaml",
-        "server: { listen: 127.0.0.1:0 }\nplugin_directory: " + dir_ / "plugins" + "\nstate_directory: " + dir_ / "state" +
+        "server: { listen: 127.0.0.1:0, request_log: " + dir_ / "requests.log" + " }\nplugin_directory: " + dir_ / "plugins" + "\nstate_directory: " + dir_ / "state" +
             "\nrollout: { sticky_key: 'header:X-User-Id', guardrail_interval_ms: 100 }\n"
             "pipelines:\n  p:\n    stages:\n"
             "      echo: { variants: { serial: { plugin: test_echo }, parallel: { plugin: test_echo_parallel },"
@@ -118,6 +119,28 @@ TEST_F(DecisionsTest, AReportCoversOneRollout) {
   EXPECT_EQ(first["arms"]["candidate"]["requests"], 30) << first.dump();
   EXPECT_FALSE(first["arms"].contains("stable"));
   EXPECT_EQ(pipectl(socket_ + " report --rollout 999").code, 1);
+}
+
+TEST_F(DecisionsTest, EveryRequestIsOneJsonLineInTheRequestLog) {
+  ASSERT_EQ(pipectl(socket_ + " rollout --percent 50 --pipeline p --stage echo --variant broken").code, 0);
+  const int candidate = traffic(40);
+  std::ifstream in(dir_ / "requests.log");
+  int lines = 0, rescued = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    const json j = json::parse(line);  // throws (and fails the test) on a line that is not JSON
+    EXPECT_EQ(j["pipeline"], "p");
+    EXPECT_EQ(j["endpoint"], "/run");
+    EXPECT_EQ(j["status"], 200);
+    EXPECT_TRUE(j["request_id"].is_string() && !j["request_id"].get<std::string>().empty());
+    if (j["arm"] == "candidate") {
+      ++rescued;
+      EXPECT_TRUE(j["fell_back"].get<bool>()) << line;
+      EXPECT_NE(j["own_failure"].get<std::string>().find("echo: "), std::string::npos) << line;
+      EXPECT_EQ(j["variants"]["echo"], "serial") << line;  // the variant that answered
+    }
+  }
+  EXPECT_EQ(lines, 40);
+  EXPECT_EQ(rescued, candidate);
 }
 
 }  // namespace
