@@ -222,8 +222,16 @@ T wait(pipelined::sdk::Task<T> task) {
   std::promise<T> promise;
   auto future = promise.get_future();
   pipelined::sdk::detail::start(std::move(task), [&promise](std::optional<T> value, std::exception_ptr error) {
-    if (error) promise.set_exception(error);
-    else promise.set_value(std::move(*value));
+    if (!error) return promise.set_value(std::move(*value));
+    // A copy made here crosses to the waiting thread: the original is released on this thread
+    // when its handler ends, while the waiting thread may still be reading its message.
+    try {
+      std::rethrow_exception(error);
+    } catch (const pipelined::sdk::StageError& e) {
+      promise.set_exception(std::make_exception_ptr(pipelined::sdk::StageError(e.error_class(), e.what())));
+    } catch (const std::exception& e) {
+      promise.set_exception(std::make_exception_ptr(std::runtime_error(e.what())));
+    }
   });
   return future.get();
 }
