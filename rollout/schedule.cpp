@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/percent.h"
 #include "rollout/assignment.h"
 #include "rollout/controller_impl.h"
 #include "rollout/report.h"
@@ -29,11 +30,10 @@ void RolloutController::Impl::guard_against_crash_loop(const std::string& crash_
     next.paused_percent_bp = std::max(r.percent_bp, r.paused_percent_bp);
     next.percent_bp = next.shadow_bp = 0;
     std::lock_guard serial(change_mu);
-    char share[32];
-    std::snprintf(share, sizeof share, "%.2f", r.percent_bp / 100.0);
     change(next, "daemon", "pause",
            std::string("the previous daemon run ended without a clean stop") + (crash_note.empty() ? "" : " (" + crash_note + ")") +
-               " while this rollout held " + share + " %; the candidate gets no traffic until `pipectl resume`");
+               " while this rollout held " + common::format_percent(r.percent_bp / 10000.0, 2) +
+               "; the candidate gets no traffic until `pipectl resume`");
   }
 }
 
@@ -74,8 +74,8 @@ Verdict RolloutController::Impl::verdict_for(const Rollout& r, std::int64_t unti
   const ShadowOutcomes shadow = store->shadow(r.pipeline, whole);
   std::optional<SplitCounts> split;
   if (r.status == RolloutStatus::Live && r.percent_bp > 0 && r.percent_bp < kBuckets) {
-    auto since_step = store->arms(r.pipeline, {r.id, r.step_ms, until}, false);
-    split = SplitCounts{since_step["stable"].outcomes.requests, since_step["candidate"].outcomes.requests, r.percent_bp / 10000.0};
+    auto since_step = store->arm_counts(r.pipeline, {r.id, r.step_ms, until});
+    split = SplitCounts{since_step["stable"], since_step["candidate"], r.percent_bp / 10000.0};
   }
   return judge(settings->criteria, arms["stable"].outcomes, arms["candidate"].outcomes, shadow, split);
 }

@@ -251,6 +251,16 @@ std::map<std::string, ArmSamples> MetricsStore::arms(const std::string& pipeline
   return arms;
 }
 
+std::map<std::string, double> MetricsStore::arm_counts(const std::string& pipeline, const Window& w) {
+  std::lock_guard lock(mu_);
+  SQLite::Statement q(
+      *db_, "SELECT arm, COUNT(*) FROM requests WHERE pipeline = ? AND time_ms >= ? AND time_ms < ? AND rollout_id = ? GROUP BY arm");
+  bind_window(q, 1, pipeline, w);
+  std::map<std::string, double> out;
+  while (q.executeStep()) out[q.getColumn(0).getString()] = static_cast<double>(q.getColumn(1).getInt64());
+  return out;
+}
+
 ShadowOutcomes MetricsStore::shadow(const std::string& pipeline, const Window& w) {
   std::lock_guard lock(mu_);
   SQLite::Statement q(*db_,

@@ -82,6 +82,8 @@ class MetricsStore {
   // Samples of `pipeline` per arm ("stable", "candidate").
   std::map<std::string, ArmSamples> arms(const std::string& pipeline, const Window& window, bool with_stages);
   ShadowOutcomes shadow(const std::string& pipeline, const Window& window);
+  // Requests per arm only (the sample-ratio test): a COUNT, not the rows.
+  std::map<std::string, double> arm_counts(const std::string& pipeline, const Window& window);
 
  private:
   std::mutex mu_;
