@@ -210,10 +210,23 @@ std::string format_report(const json& report) {
 }
 
 std::string format_plugins(const json& p) {
-  std::vector<std::vector<std::string>> rows = {{"PIPELINE", "STAGE", "VARIANT", "PLUGIN", "VERSION", "FILE"}};
-  for (const auto& e : p.value("plugins", json::array()))
-    rows.push_back({text(e["pipeline"]), text(e["stage"]), text(e["variant"]), text(e["plugin"]), text(e["version"]), text(e["file"])});
-  return "plugin generation " + text(p["generation"]) + ", " + text(p["retired_libraries"]) + " retired libraries still in use\n" + table(rows);
+  std::vector<std::vector<std::string>> rows = {{"PIPELINE", "STAGE", "VARIANT", "PLUGIN", "VERSION", "ISOLATION", "RSS", "CRASHES", "FILE"}};
+  std::string crashes;
+  for (const auto& e : p.value("plugins", json::array())) {
+    std::string isolation = "in-process", rss = "-", crashed = "-";
+    if (e.contains("runner")) {
+      const json& r = e["runner"];
+      isolation = r.value("up", false) ? "process " + text(r["pid"]) : "process (down)";
+      rss = bytes(r.value("rss_bytes", 0.0));
+      crashed = text(r["crashes"]);
+      if (!r.value("last_crash", "").empty())
+        crashes += text(e["pipeline"]) + "/" + text(e["stage"]) + "/" + text(e["variant"]) + " last crash: " + r.value("last_crash", "") + "\n";
+    }
+    rows.push_back({text(e["pipeline"]), text(e["stage"]), text(e["variant"]), text(e["plugin"]), text(e["version"]), isolation, rss, crashed,
+                    text(e["file"])});
+  }
+  return "plugin generation " + text(p["generation"]) + ", " + text(p["retired_libraries"]) + " retired libraries still in use\n" + table(rows) +
+         crashes;
 }
 
 }  // namespace pipectl

@@ -2,7 +2,7 @@
 // core in-process (tests/pipelines/harness.h) against provider-sim at realistic latency.
 //
 //   build/bench/pipelines_bench [--time-scale 1] [--runs 3] [--openai-in-flight N] [--menu menu_ja_40]
-//                               [--worker-threads N] [--concurrent N]
+//                               [--worker-threads N] [--concurrent N] [--compare-isolation]
 //
 // Menu: all-serial vs all-parallel end to end, and the critical-path bound of the parallel pipeline
 // given the in-flight limits:
@@ -12,6 +12,9 @@
 // (images can only start when the first description chunk is back and at most max_in_flight run at
 // once). Medicine with 1 and 3 images: serial vs parallel, and the overlap bound
 // max(drugs, ocr) + analysis. Memory: the request's peak heap bytes (engine accounting).
+// Isolation (--compare-isolation): the menu all-parallel with its non-stable variants in runner
+// processes (isolation: process, as configs/default.yaml has them) against the same variants loaded
+// in-process, runs of the two interleaved.
 // Concurrency: N /analyze requests (parallel variants, one image) at once against one alone, on the
 // pool of --worker-threads: runs waiting on providers hold no pool thread, so N at once take about
 // as long as one, as far as the providers' in-flight limits allow (gemini: 4). A run that held a
@@ -79,6 +82,7 @@ double median_stage(const Arm& arm, const std::string& stage) {
 int main(int argc, char** argv) {
   std::string time_scale = "1", menu = "menu_ja_40";
   int runs = 3, openai_in_flight = 0, worker_threads = 0, concurrent = 8;
+  bool compare_isolation = false;
   std::string command = argv[0];
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -97,9 +101,10 @@ int main(int argc, char** argv) {
     else if (a == "--menu") menu = value();
     else if (a == "--worker-threads") worker_threads = std::stoi(value());
     else if (a == "--concurrent") concurrent = std::stoi(value());
+    else if (a == "--compare-isolation") compare_isolation = true;
     else {
       std::cerr << "usage: " << argv[0] << " [--time-scale S] [--runs N] [--openai-in-flight N] [--menu FIXTURE]"
-                   " [--worker-threads N] [--concurrent N]\n";
+                   " [--worker-threads N] [--concurrent N] [--compare-isolation]\n";
       return 2;
     }
   }
@@ -198,6 +203,28 @@ int main(int argc, char** argv) {
   std::printf("\n## /analyze (parallel, 1 image): %d at once on %d worker threads\n\n", concurrent, threads);
   std::printf("| one alone s | %d at once s | ratio | at least, if runs held a pool thread s |\n|---|---|---|---|\n", concurrent);
   std::printf("| %.3f | %.3f | %.2f | %.3f |\n", alone, together, together / alone, concurrent * alone / threads);
+  if (compare_isolation) {
+    auto in_process = std::make_shared<pipelined::config::Config>(*config);
+    int isolated_variants = 0;
+    for (auto& p : in_process->pipelines)
+      for (auto& st : p.stages)
+        for (auto& v : st.variants) {
+          isolated_variants += v.isolation == pipelined::config::VariantConfig::Isolation::Process;
+          v.isolation = pipelined::config::VariantConfig::Isolation::InProcess;
+        }
+    in_process->state_directory = (state / "in-process").string();
+    harness::Stack local(in_process);
+    std::vector<double> isolated_s, local_s;
+    for (int i = 0; i < runs; ++i) {
+      isolated_s.push_back(measure(stack, "menu", {menu_image}, "parallel", 1).wall_s.front());
+      local_s.push_back(measure(local, "menu", {menu_image}, "parallel", 1).wall_s.front());
+    }
+    std::printf("\n## isolation: /translate %s all parallel, %d non-stable variants in runner processes vs in-process\n\n", menu.c_str(),
+                isolated_variants);
+    std::printf("| variants | median s | runs |\n|---|---|---|\n| isolated | %.3f | %d |\n| in-process | %.3f | %d |\n\n", median(isolated_s),
+                runs, median(local_s), runs);
+    std::printf("isolated / in-process = %.3f (goal: at most 1.02)\n", median(isolated_s) / median(local_s));
+  }
   std::printf("\ncommand: %s\n", command.c_str());
   harness::fs::remove_all(state);
   return 0;

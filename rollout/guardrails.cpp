@@ -117,6 +117,19 @@ Check critical_success(const Criteria& c, const ArmOutcomes& k) {
   return out;
 }
 
+// Critical too: a candidate whose runner process crashes (isolation: process) is a serious error
+// whatever its rate; a crash that is not the candidate's fault (an OOM kill from elsewhere) is
+// rare enough that a few are allowed.
+Check critical_crashes(const Criteria& c, const ArmOutcomes& k) {
+  Check out{"critical_crashes", "candidate requests failed by a crash of its runner", 0, 0, 0, static_cast<double>(c.max_crashed_requests), 0};
+  const auto it = k.failure_classes.find("crashed");
+  out.estimate = out.low = out.high = it == k.failure_classes.end() ? 0 : it->second;
+  out.result = out.estimate >= c.max_crashed_requests ? CheckResult::Fails : CheckResult::Unsure;
+  out.text = std::to_string(static_cast<long>(out.estimate)) + " candidate requests failed by a runner crash" +
+             (out.result == CheckResult::Fails ? " >= " : " vs ") + std::to_string(c.max_crashed_requests) + " (critical)";
+  return out;
+}
+
 // Rollback-only: the candidate's own failures confidently above stable's.
 Check failure_increase(const ArmOutcomes& s, const ArmOutcomes& k, double alpha) {
   Check out{"failure_increase", "own failure rate, candidate minus stable", 0, 0, 0, 0, alpha};
@@ -216,6 +229,7 @@ Verdict judge(const Criteria& c, const ArmOutcomes& stable, const ArmOutcomes& c
   v.n_candidate = candidate.requests;
   const Budget b = budget_for(c.alpha);
   v.checks.push_back(critical_success(c, candidate));
+  v.checks.push_back(critical_crashes(c, candidate));
   const bool enough = stable.requests >= c.min_samples_per_arm && candidate.requests >= c.min_samples_per_arm;
   if (enough) {
     v.checks.push_back(own_success(c, candidate, b.own_success));

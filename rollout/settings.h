@@ -41,6 +41,9 @@ struct Criteria {
   double srm_alpha = 0.001;
   double hard_min_success_rate = 0.80;  // critical: below this after hard_min_requests, at once
   int hard_min_requests = 20;
+  // critical: this many candidate requests failed by a crash of the candidate's runner process
+  // (error class "crashed", isolation: process) roll back at once, whatever their share.
+  int max_crashed_requests = 3;
   int min_samples_per_arm = 30;  // the tests judge from this many per arm on
 };
 

@@ -55,7 +55,17 @@ void read_variant(Reader& r, const YAML::Node& node, const std::string& key, Var
                  v.config = r.to_json(n, k);
                  if (!v.config.is_object()) r.error(n, k, "expected a map");
                }},
-              {"after", [&](auto& n, auto& k) { r.read_list(n, k, v.after); }}});
+              {"after", [&](auto& n, auto& k) { r.read_list(n, k, v.after); }},
+              {"isolation", [&](auto& n, auto& k) {
+                 std::string isolation;
+                 r.read(n, k, isolation);
+                 if (isolation == "process") v.isolation = VariantConfig::Isolation::Process;
+                 else if (isolation == "in_process") v.isolation = VariantConfig::Isolation::InProcess;
+                 else r.error(n, k, "expected 'process' or 'in_process'");
+               }},
+              {"memory_limit_mb", [&](auto& n, auto& k) { r.read_int(n, k, v.memory_limit_mb, 0, 1LL << 30); }},
+              {"hang_grace_ms", [&](auto& n, auto& k) { r.read_millis(n, k, v.hang_grace, 0); }},
+              {"runner_threads", [&](auto& n, auto& k) { r.read_int(n, k, v.runner_threads, 1, 1024); }}});
   if (v.plugin.empty()) r.error(node, key, "a variant needs 'plugin'");
 }
 
@@ -256,6 +266,7 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
       {"worker_threads", [&](auto& n, auto& k) { r.read_int(n, k, c.worker_threads, 1, 1024); }},
       {"plugin_directory", [&](auto& n, auto& k) { r.read(n, k, c.plugin_directory); }},
       {"state_directory", [&](auto& n, auto& k) { r.read(n, k, c.state_directory); }},
+      {"runner_path", [&](auto& n, auto& k) { r.read(n, k, c.runner_path); }},
       {"providers", [&](auto& n, auto& k) {
          if (!n.IsMap()) return r.error(n, k, "expected a map of providers");
          for (const auto& kv : n) {
@@ -317,6 +328,7 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
                      {"srm_alpha", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.srm_alpha, 1e-9, 0.5); }},
                      {"hard_min_success_rate", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.hard_min_success_rate, 0, 1); }},
                      {"hard_min_requests", [&](auto& fn, auto& fk) { r.read_int(fn, fk, ro.hard_min_requests, 1, 100000000); }},
+                     {"max_crashed_requests", [&](auto& fn, auto& fk) { r.read_int(fn, fk, ro.max_crashed_requests, 1, 100000000); }},
                      {"min_time_saved", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.min_time_saved, -1, 1); }},
                      {"max_memory_increase", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.max_memory_increase, 0, 100); }},
                      {"max_error_class_spike", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.max_error_class_spike, 0, 1); }},

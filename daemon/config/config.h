@@ -58,6 +58,14 @@ struct VariantConfig {
   // Ordering-only dependencies that hold when this variant runs: a serial variant can wait for a
   // stage that its parallel sibling overlaps with (medicine: OCR after the drug query).
   std::vector<std::string> after;
+
+  // `isolation: process` runs the variant's plugin in a supervised runner process (daemon/isolation):
+  // a crash there fails only the variant's own runs. in_process (the default) loads it into the daemon.
+  enum class Isolation { InProcess, Process };
+  Isolation isolation = Isolation::InProcess;
+  std::int64_t memory_limit_mb = 4096;  // process: the runner's address-space limit (RLIMIT_AS); 0 = none
+  Millis hang_grace{2000};              // process: a run this far past its deadline has the runner killed
+  int runner_threads = 8;               // process: the runner's worker pool
 };
 
 enum class OnFailure { Fail, Partial };
@@ -114,6 +122,7 @@ struct RolloutConfig {
   double srm_alpha = 0.001;           // sample-ratio mismatch test
   double hard_min_success_rate = 0.80;  // fast path: candidate success below this ...
   int hard_min_requests = 20;           // ... after this many candidate requests rolls back at once
+  int max_crashed_requests = 3;         // fast path: this many candidate requests failed by a runner crash roll back
   double min_success_rate = 0.95;     // the candidate's own success: no attempt failed
   double min_time_saved = 0.10;         // candidate median latency at least 10 % below stable
   double max_memory_increase = 0.20;    // candidate median peak bytes at most 20 % above stable
@@ -142,6 +151,7 @@ struct Config {
   int worker_threads = 16;
   std::string plugin_directory = "plugins";
   std::string state_directory = "var";  // plugin copies, default admin socket
+  std::string runner_path;              // pipelined-runner for `isolation: process`; empty: beside the daemon executable
   std::map<std::string, ProviderConfig> providers;
   std::vector<PipelineConfig> pipelines;
   std::vector<EndpointConfig> endpoints;

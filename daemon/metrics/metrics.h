@@ -9,6 +9,8 @@
 // and fixed words (arm, outcome).
 #pragma once
 
+#include "daemon/plugin_host/plugin_host.h"
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -83,6 +85,10 @@ void collect_rollout(const rollout::Status& status, const std::vector<std::strin
 
 // pipelined_requests_in_flight, pipelined_process_resident_memory_bytes, pipelined_plugin_generation.
 void collect_process(std::size_t requests_in_flight, std::int64_t resident_bytes, std::uint64_t plugin_generation, Scrape& out);
+
+// pipelined_runner_{up,resident_memory_bytes,crashes_total,restarts_total}: the runner process of
+// every variant with `isolation: process`, by pipeline, stage and variant.
+void collect_runners(const std::vector<plugin_host::PluginInfo>& plugins, Scrape& out);
 
 // pipelined_outbound_{requests,retries,rate_limited,failures}_total and pipelined_outbound_in_flight, by provider.
 void collect_outbound(const std::map<std::string, outbound::ProviderStats>& stats, Scrape& out);

@@ -1,5 +1,6 @@
 #include "daemon/metrics/metrics.h"
 #include <algorithm>
+#include <tuple>
 
 #include "daemon/outbound/outbound.h"
 #include "rollout/rollout.h"
@@ -50,6 +51,24 @@ void collect_process(std::size_t requests_in_flight, std::int64_t resident_bytes
   out.sample("pipelined_process_resident_memory_bytes", {}, static_cast<double>(resident_bytes));
   out.family("pipelined_plugin_generation", "gauge", "Generation of the plugin set serving new requests; grows at each reload.");
   out.sample("pipelined_plugin_generation", {}, static_cast<double>(plugin_generation));
+}
+
+void collect_runners(const std::vector<plugin_host::PluginInfo>& plugins, Scrape& out) {
+  using Field = double (*)(const isolation::RunnerStats&);
+  const std::tuple<const char*, const char*, const char*, Field> series[] = {
+      {"pipelined_runner_up", "gauge", "1 while the runner process of an isolated variant is up.",
+       [](const isolation::RunnerStats& r) { return r.up ? 1.0 : 0.0; }},
+      {"pipelined_runner_resident_memory_bytes", "gauge", "Resident set size of an isolated variant's runner process.",
+       [](const isolation::RunnerStats& r) { return static_cast<double>(r.rss_bytes); }},
+      {"pipelined_runner_crashes_total", "counter", "Runner processes of an isolated variant that died or were killed as hung.",
+       [](const isolation::RunnerStats& r) { return static_cast<double>(r.crashes); }},
+      {"pipelined_runner_restarts_total", "counter", "Runner processes of an isolated variant started after a crash.",
+       [](const isolation::RunnerStats& r) { return static_cast<double>(r.restarts); }}};
+  for (const auto& [name, type, help, field] : series) {
+    out.family(name, type, help);
+    for (const auto& p : plugins)
+      if (p.isolated) out.sample(name, {{"pipeline", p.pipeline}, {"stage", p.stage}, {"variant", p.variant}}, field(p.runner));
+  }
 }
 
 void collect_outbound(const std::map<std::string, outbound::ProviderStats>& stats, Scrape& out) {

@@ -1,4 +1,5 @@
 #include "daemon/plugin_host/plugin_host.h"
+#include "daemon/plugin_host/descriptor_check.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -60,15 +61,21 @@ StageInstance::StageInstance(std::shared_ptr<PluginLibrary> library, const pl_pl
     : library_(std::move(library)), descriptor_(descriptor), instance_(instance),
       plugin_name_(descriptor->name ? descriptor->name : ""), plugin_version_(descriptor->version ? descriptor->version : "") {}
 
+StageInstance::StageInstance(std::unique_ptr<isolation::IsolatedVariant> isolated, std::string file)
+    : isolated_(std::move(isolated)), file_(std::move(file)), plugin_name_(isolated_->plugin_name()),
+      plugin_version_(isolated_->plugin_version()) {}
+
 StageInstance::~StageInstance() {
   if (instance_ != nullptr) descriptor_->destroy(instance_);
 }
 
-int StageInstance::run(pl_run_context* ctx, const pl_payload* input) const { return descriptor_->run(instance_, ctx, input); }
+int StageInstance::run(pl_run_context* ctx, const pl_payload* input) const {
+  return isolated_ ? isolated_->run(ctx, input) : descriptor_->run(instance_, ctx, input);
+}
 
 const std::string& StageInstance::file() const {
   static const std::string in_process = "<in-process>";
-  return library_ ? library_->file() : in_process;
+  return library_ ? library_->file() : isolated_ ? file_ : in_process;
 }
 
 const StageInstance* PluginSet::find(const std::string& pipeline, const std::string& stage, const std::string& variant) const {
@@ -81,6 +88,13 @@ namespace {
 std::string errno_text() { return std::strerror(errno); }
 
 // Refuses files the daemon should not run: missing, not regular, writable by others, not ELF .so.
+// pipelined-runner beside the running executable.
+std::string default_runner_path() {
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ((ec ? fs::path(".") : self.parent_path()) / "pipelined-runner").string();
+}
+
 std::optional<std::string> check_file(const fs::path& path, FileId& id) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return "cannot open: " + errno_text();
@@ -101,47 +115,6 @@ std::optional<std::string> check_file(const fs::path& path, FileId& id) {
   return std::nullopt;
 }
 
-constexpr std::size_t kDescriptorSize = offsetof(pl_plugin_descriptor, destroy) + sizeof(void (*)(void*));
-
-// The service groups (PL_SERVICES_*) the host's table provides: present within its struct_size and set.
-std::uint32_t provided_services(const pl_host_services* h) {
-  std::uint32_t groups = 0;
-  if (h->struct_size >= offsetof(pl_host_services, poll_item) + sizeof(h->poll_item) && h->complete && h->post &&
-      h->poll_item)
-    groups |= PL_SERVICES_ASYNC_RUNS;
-  return groups;
-}
-
-// The service groups the plugin needs; 0 for a descriptor from before required_services.
-std::uint32_t required_services(const pl_plugin_descriptor* d) {
-  const bool present = d->struct_size >= offsetof(pl_plugin_descriptor, required_services) + sizeof(d->required_services);
-  return present ? d->required_services : 0;
-}
-
-std::string describe_services(std::uint32_t groups) {
-  std::string out;
-  if (groups & PL_SERVICES_ASYNC_RUNS) out += "asynchronous runs (complete, post, poll_item)";
-  if (const std::uint32_t unknown = groups & ~std::uint32_t{PL_SERVICES_KNOWN}) {
-    char hex[16];
-    std::snprintf(hex, sizeof hex, "0x%x", static_cast<unsigned>(unknown));
-    out += std::string(out.empty() ? "" : ", ") + "unknown service groups " + hex;
-  }
-  return out;
-}
-
-std::optional<std::string> check_descriptor(const pl_plugin_descriptor* d, const pl_host_services* services) {
-  if (d == nullptr) return std::string(PL_ENTRY_SYMBOL) + " returned no descriptor";
-  if (d->abi_version != PL_ABI_VERSION)
-    return "ABI version " + std::to_string(d->abi_version) + ", this daemon speaks " + std::to_string(PL_ABI_VERSION);
-  if (d->struct_size < kDescriptorSize)
-    return "descriptor struct_size " + std::to_string(d->struct_size) + " is smaller than ABI 1's " + std::to_string(kDescriptorSize);
-  if (!d->name || !d->version || !d->stage || !d->variant || !d->create || !d->run || !d->destroy)
-    return "descriptor has a null field";
-  if (const std::uint32_t missing = required_services(d) & ~provided_services(services))
-    return "requires host services this daemon does not provide: " + describe_services(missing);
-  return std::nullopt;
-}
-
 }  // namespace
 
 struct PluginHost::Impl {
@@ -153,18 +126,50 @@ struct PluginHost::Impl {
   std::atomic<std::uint64_t> copies{0};
   bool cache_cleared = false;
 
-  // Copies the file to a private path and opens it there: the dynamic loader caches by path, so
-  // a new build at the same path would otherwise resolve to the old mapping.
-  std::shared_ptr<PluginLibrary> open(const std::string& file, const FileId& id, const fs::path& cache, std::uint64_t generation,
-                                      std::string& error) {
+  // A private copy of the file: the dynamic loader caches by path, so a new build at the same path
+  // would otherwise resolve to the old mapping, and a build that rewrites the file in place would
+  // change the pages of a running plugin. Empty, with `error`, on failure.
+  fs::path private_copy(const std::string& file, const fs::path& cache, std::uint64_t generation, std::string& error) {
     const fs::path copy = cache / (fs::path(file).stem().string() + "." + std::to_string(generation) + "." +
                                    std::to_string(copies.fetch_add(1)) + ".so");
     std::error_code ec;
     fs::copy_file(file, copy, fs::copy_options::overwrite_existing, ec);
-    if (ec) {
-      error = "cannot copy to " + copy.string() + ": " + ec.message();
+    if (ec) error = "cannot copy to " + copy.string() + ": " + ec.message();
+    return ec ? fs::path() : copy;
+  }
+
+  // Starts the runner of an `isolation: process` variant on a private copy of its plugin.
+  std::unique_ptr<isolation::IsolatedVariant> start_isolated(const config::Config& config, const config::VariantConfig& v,
+                                                             const std::string& file, const std::string& label, const fs::path& cache,
+                                                             std::uint64_t generation, std::string& error) {
+    if (!(provided_services(services) & PL_SERVICES_ASYNC_RUNS)) {
+      error = "isolation: process needs the asynchronous-run host services, which this host does not provide";
       return nullptr;
     }
+    isolation::RunnerOptions o;
+    o.runner_path = config.runner_path.empty() ? default_runner_path() : config.runner_path;
+    o.plugin_file = private_copy(file, cache, generation, error);
+    if (o.plugin_file.empty()) return nullptr;
+    o.config_json = v.config.dump();
+    o.label = label;
+    o.threads = static_cast<unsigned>(v.runner_threads);
+    o.memory_limit_bytes = v.memory_limit_mb * 1024 * 1024;
+    o.hang_grace = v.hang_grace;
+    auto isolated = isolation::IsolatedVariant::start(o, services, error);
+    if (!isolated) {
+      std::error_code ec;
+      fs::remove(o.plugin_file, ec);
+      error = "isolation: process: " + error;
+    }
+    return isolated;
+  }
+
+  // Loads the file in this process, from a private copy (see private_copy).
+  std::shared_ptr<PluginLibrary> open(const std::string& file, const FileId& id, const fs::path& cache, std::uint64_t generation,
+                                      std::string& error) {
+    const fs::path copy = private_copy(file, cache, generation, error);
+    if (copy.empty()) return nullptr;
+    std::error_code ec;
     boost::dll::shared_library library;
     library.load(copy, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
     if (ec) {
@@ -239,6 +244,37 @@ std::vector<LoadError> PluginHost::load(std::shared_ptr<const config::Config> co
     for (const auto& s : p.stages) {
       for (const auto& v : s.variants) {
         const std::string file = (fs::path(config->plugin_directory) / (v.plugin + ".so")).string();
+        // The plugin must implement the stage it is configured for, and that stage must be in use.
+        const auto wrong_stage = [&](const std::string& stage, const std::string& variant) -> bool {
+          if (!used_stages.count(stage)) {
+            errors.push_back({file, "stage '" + stage + "' is not used by any pipeline"});
+            return true;
+          }
+          if (s.name != stage) {
+            errors.push_back({file, "implements stage '" + stage + "' but is configured for stage '" + s.name + "' of pipeline '" + p.name + "'"});
+            return true;
+          }
+          if (v.name != variant)
+            spdlog::warn("plugin host: {} is variant '{}' and configured as variant '{}' of {}/{}", file, variant, v.name, p.name, s.name);
+          return false;
+        };
+        const std::string key = p.name + "/" + s.name + "/" + v.name;
+        if (v.isolation == config::VariantConfig::Isolation::Process) {
+          FileId id;
+          if (auto bad = check_file(file, id)) {
+            errors.push_back({file, *bad});
+            continue;
+          }
+          std::string error;
+          auto isolated = impl_->start_isolated(*config, v, file, key, cache, generation, error);
+          if (!isolated) {
+            errors.push_back({file, error});
+            continue;
+          }
+          if (wrong_stage(isolated->stage(), isolated->variant())) continue;
+          set->instances[key] = std::make_shared<const StageInstance>(std::move(isolated), file);
+          continue;
+        }
         std::shared_ptr<PluginLibrary> lib;
         if (auto it = opened.find(file); it != opened.end()) {
           lib = it->second;
@@ -261,18 +297,7 @@ std::vector<LoadError> PluginHost::load(std::shared_ptr<const config::Config> co
           opened[file] = lib;
         }
         const pl_plugin_descriptor* d = lib->descriptor();
-        if (!used_stages.count(d->stage)) {
-          errors.push_back({file, "stage '" + std::string(d->stage) + "' is not used by any pipeline"});
-          continue;
-        }
-        if (s.name != d->stage) {
-          errors.push_back({file, "implements stage '" + std::string(d->stage) + "' but is configured for stage '" +
-                                      s.name + "' of pipeline '" + p.name + "'"});
-          continue;
-        }
-        if (v.name != d->variant)
-          spdlog::warn("plugin host: {} is variant '{}' and configured as variant '{}' of {}/{}", file, d->variant, v.name,
-                       p.name, s.name);
+        if (wrong_stage(d->stage, d->variant)) continue;
         const std::string config_json = v.config.dump();
         pl_error err{};
         void* instance = d->create(config_json.data(), config_json.size(), impl_->services, &err);
@@ -280,7 +305,7 @@ std::vector<LoadError> PluginHost::load(std::shared_ptr<const config::Config> co
           errors.push_back({file, "create() failed: " + std::string(err.message[0] ? err.message : "no reason given")});
           continue;
         }
-        set->instances[p.name + "/" + s.name + "/" + v.name] = std::make_shared<const StageInstance>(lib, d, instance);
+        set->instances[key] = std::make_shared<const StageInstance>(lib, d, instance);
       }
     }
   }
@@ -309,6 +334,10 @@ std::vector<PluginInfo> PluginHost::describe() const {
     info.plugin_version = instance->plugin_version();
     info.file = instance->file();
     info.generation = set->generation;
+    if (const auto* isolated = instance->isolated()) {
+      info.isolated = true;
+      info.runner = isolated->stats();
+    }
     info.use_count = set.use_count() - 1;  // the host's current pointer and requests in flight; not this copy
     out.push_back(std::move(info));
   }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "daemon/config/config.h"
+#include "daemon/isolation/supervisor.h"
 
 #include <pipelined/plugin_abi.h>
 
@@ -21,11 +22,13 @@ namespace pipelined::plugin_host {
 // copy deleted) on destruction.
 class PluginLibrary;
 
-// One instance of a plugin, created with its variant's config. Holds its library alive.
+// One instance of a plugin, created with its variant's config: in this process (holding its library
+// alive), or in a runner process (`isolation: process`, daemon/isolation/supervisor.h).
 class StageInstance {
  public:
   StageInstance(std::shared_ptr<PluginLibrary> library, const pl_plugin_descriptor* descriptor, void* instance);
-  ~StageInstance();  // descriptor->destroy(instance)
+  StageInstance(std::unique_ptr<isolation::IsolatedVariant> isolated, std::string file);
+  ~StageInstance();  // descriptor->destroy(instance), or the runner's shutdown
   StageInstance(const StageInstance&) = delete;
   StageInstance& operator=(const StageInstance&) = delete;
 
@@ -35,12 +38,16 @@ class StageInstance {
   const std::string& plugin_name() const { return plugin_name_; }
   const std::string& plugin_version() const { return plugin_version_; }
   const std::string& file() const;  // the configured plugin path, for messages
+  // The runner of an isolated instance; null in-process.
+  const isolation::IsolatedVariant* isolated() const { return isolated_.get(); }
 
  private:
   friend class PluginHost;  // reuses unchanged libraries across loads
   std::shared_ptr<PluginLibrary> library_;
-  const pl_plugin_descriptor* descriptor_;
-  void* instance_;
+  const pl_plugin_descriptor* descriptor_ = nullptr;
+  void* instance_ = nullptr;
+  std::unique_ptr<isolation::IsolatedVariant> isolated_;
+  std::string file_;
   std::string plugin_name_;
   std::string plugin_version_;
 };
@@ -67,6 +74,8 @@ struct PluginInfo {
   std::string plugin_name, plugin_version, file;
   std::uint64_t generation;
   long use_count;  // holders of the set: the host's current pointer plus requests in flight
+  bool isolated = false;        // runs in a runner process
+  isolation::RunnerStats runner;  // when isolated
 };
 
 class PluginHost {

@@ -132,6 +132,7 @@ struct Daemon::Impl {
       for (const auto& p : state->config()->pipelines) pipelines.push_back(p.name);
       metrics::collect_rollout(rollout->status(), pipelines, out);
       metrics::collect_outbound(outbound->stats(), out);
+      metrics::collect_runners(plugins->describe(), out);
     });
   }
 

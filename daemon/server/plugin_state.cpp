@@ -48,26 +48,32 @@ std::string PluginState::not_ready() const {
 
 json PluginState::plugins_json() const {
   json list = json::array();
-  for (const auto& p : plugins_.describe())
-    list.push_back({{"pipeline", p.pipeline},
-                    {"stage", p.stage},
-                    {"variant", p.variant},
-                    {"plugin", p.plugin_name},
-                    {"version", p.plugin_version},
-                    {"file", p.file},
-                    {"generation", p.generation}});
+  for (const auto& p : plugins_.describe()) {
+    json entry = {{"pipeline", p.pipeline}, {"stage", p.stage},   {"variant", p.variant},       {"plugin", p.plugin_name},
+                  {"version", p.plugin_version}, {"file", p.file}, {"generation", p.generation}, {"isolation", p.isolated ? "process" : "in_process"}};
+    if (p.isolated)
+      entry["runner"] = {{"up", p.runner.up},
+                         {"pid", p.runner.pid},
+                         {"rss_bytes", p.runner.rss_bytes},
+                         {"crashes", p.runner.crashes},
+                         {"restarts", p.runner.restarts},
+                         {"runs_in_flight", p.runner.runs_in_flight},
+                         {"last_crash", p.runner.last_crash}};
+    list.push_back(std::move(entry));
+  }
   auto set = plugins_.current();
   return {{"generation", set ? set->generation : 0}, {"plugins", list}, {"retired_libraries", plugins_.retired_libraries()}};
 }
 
-// The non-stable plugins loaded now: what a crash marker names.
+// The non-stable plugins loaded in this process now: what a crash marker names (an isolated one
+// cannot take the daemon down).
 void PluginState::note_suspects() {
   const auto cfg = config();
   std::string text;
   for (const auto& p : plugins_.describe()) {
     const auto* pc = cfg->pipeline(p.pipeline);
     const auto* sc = pc ? pc->stage(p.stage) : nullptr;
-    if (sc != nullptr && sc->stable != p.variant)
+    if (sc != nullptr && sc->stable != p.variant && !p.isolated)
       text += (text.empty() ? "" : ", ") + p.pipeline + "/" + p.stage + "/" + p.variant + " (" + p.file + ")";
   }
   set_crash_suspects(text);

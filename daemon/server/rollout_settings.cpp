@@ -23,6 +23,7 @@ rollout::RolloutSettings rollout_settings(const config::Config& c) {
   s.criteria.srm_alpha = r.srm_alpha;
   s.criteria.hard_min_success_rate = r.hard_min_success_rate;
   s.criteria.hard_min_requests = r.hard_min_requests;
+  s.criteria.max_crashed_requests = r.max_crashed_requests;
   s.criteria.min_samples_per_arm = r.min_samples_per_arm;
   s.allow_force_header = r.allow_force_header;
   s.guardrail_interval = r.guardrail_interval;

@@ -166,7 +166,9 @@ inline std::shared_ptr<pipelined::config::Config> default_config(const ProviderS
     for (const auto& e : loaded.errors) all += e.to_string() + "\n";
     throw std::runtime_error("config: " + all);
   }
-  return std::make_shared<pipelined::config::Config>(*loaded.config);
+  auto config = std::make_shared<pipelined::config::Config>(*loaded.config);
+  config->runner_path = std::string(PIPELINED_BINARY_DIR) + "/daemon/pipelined-runner";  // for isolation: process
+  return config;
 }
 
 // The daemon's core in-process.

@@ -6,11 +6,21 @@
 //   fail_every: N       fails every N-th run of this instance (1-based: runs N, 2N, ...)
 //   error_class: "x"    class of the failure (default "upstream")
 //   allocate_mb: N      holds N MiB for the duration of the run (memory attribution tests)
-// The input JSON may override sleep_ms and fail per request with "<stage>_sleep_ms" / "<stage>_fail".
+//   misbehave: "segfault" | "abort" | "hang" | "allocate"   what a buggy candidate does (isolation
+//                       tests): raise SIGSEGV, abort(), never return (ignoring cancellation), or
+//                       allocate without bound (until operator new fails, at most 8 GiB)
+//   misbehave_every: N  misbehaves on every N-th run only (default 1: every run)
+// The input JSON may override sleep_ms, fail and misbehave per request with "<stage>_sleep_ms",
+// "<stage>_fail" and "<stage>_<variant>_misbehave" (by variant, so a fallback to stable does not
+// misbehave too).
 #include <pipelined/sdk.hpp>
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -31,7 +41,9 @@ class TestStage : public pipelined::sdk::Stage {
         fail_(config.value("fail", TEST_DEFAULT_FAIL)),
         fail_every_(config.value("fail_every", 0)),
         error_class_(config.value("error_class", std::string(PL_ERR_UPSTREAM))),
-        allocate_mb_(config.value("allocate_mb", 0)) {}
+        allocate_mb_(config.value("allocate_mb", 0)),
+        misbehave_(config.value("misbehave", std::string())),
+        misbehave_every_(config.value("misbehave_every", 1L)) {}
 
   Payload run(const Payload& input, Context& ctx) override {
     const std::string stage = TEST_STAGE;
@@ -42,6 +54,8 @@ class TestStage : public pipelined::sdk::Stage {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     const long n = ++runs_;
+    const std::string misbehave = input.json.value(stage + "_" TEST_VARIANT "_misbehave", misbehave_);
+    if (!misbehave.empty() && misbehave_every_ > 0 && n % misbehave_every_ == 0) misbehave_now(misbehave);
     if (input.json.value(stage + "_fail", fail_) || (fail_every_ > 0 && n % fail_every_ == 0))
       throw StageError(error_class_, std::string(TEST_PLUGIN_NAME) + " failed as configured");
     std::vector<char> held(static_cast<std::size_t>(allocate_mb_) << 20, 'm');
@@ -58,12 +72,28 @@ class TestStage : public pipelined::sdk::Stage {
   }
 
  private:
+  static void misbehave_now(const std::string& how) {
+    if (how == "segfault") std::raise(SIGSEGV);
+    if (how == "abort") std::abort();
+    if (how == "hang")
+      for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+    if (how == "allocate") {
+      std::vector<std::unique_ptr<char[]>> held;
+      for (int i = 0; i < 128; ++i) {  // 128 x 64 MiB, touched so it is resident
+        held.emplace_back(new char[64 << 20]);
+        std::memset(held.back().get(), 1, 64 << 20);
+      }
+    }
+  }
+
   nlohmann::json output_;
   int sleep_ms_;
   bool fail_;
   long fail_every_;
   std::string error_class_;
   int allocate_mb_;
+  std::string misbehave_;
+  long misbehave_every_;
   std::atomic<long> runs_{0};
 };
 }  // namespace
