@@ -227,8 +227,10 @@ std::string latency_chart(const json& arms) {
   return c.svg();
 }
 
-// One rate per arm over the report's time buckets.
-std::string rate_chart(const std::string& name, const std::string& title, const json& timeline, const char* key) {
+// One series per arm over the report's time buckets: a rate (0 to 1) or, with a `label` other than
+// percent_label, a quantity from 0 to its largest value.
+std::string time_chart(const std::string& name, const std::string& title, const json& timeline, const char* key,
+                       std::string (*label)(double) = percent_label) {
   Chart c(name, title, 200);
   const json& starts = field(timeline, "start_ms");
   if (starts.empty()) {
@@ -238,13 +240,18 @@ std::string rate_chart(const std::string& name, const std::string& title, const 
   const double bucket = timeline.value("bucket_ms", 1.0);
   std::vector<double> xs;
   for (const auto& s : starts) xs.push_back(s.get<double>() + bucket / 2);
+  double top = 1;
+  if (label != percent_label)
+    for (const auto& [arm, series] : field(timeline, "arms").items())
+      for (const auto& v : field(series, key))
+        if (v.is_number()) top = std::max(top, v.get<double>() * 1.1);
   c.x_range(starts.front().get<double>(), starts.back().get<double>() + bucket);
-  c.y_range(0, 1);
-  c.y_ticks(4, percent_label);
+  c.y_range(0, top);
+  c.y_ticks(4, label);
   c.time_ticks(4);
   c.legend(arm_legend(field(timeline, "arms")));
   for (const auto& [arm, series] : field(timeline, "arms").items())
-    c.series(xs, field(series, key), arm_color(arm), arm + " " + key, percent_label);
+    c.series(xs, field(series, key), arm_color(arm), arm + " " + key, label);
   return c.svg();
 }
 
@@ -403,13 +410,16 @@ std::string html_report(const json& report) {
     const json& arms = field(p, "arms");
     out << "<p>" << esc(p.value("verdict", "")) << "</p>\n<pre>" << esc(format_report({{"pipelines", {{name, p}}}})) << "</pre>\n";
     out << "<div class=\"charts\">\n"
-        << latency_chart(arms) << share_chart(p)
-        << rate_chart("own_success", "Candidate success: runs where no attempt of the arm's own variants failed", field(p, "timeline"),
+        << latency_chart(arms) << time_chart("latency_time", "Median latency over time", field(p, "timeline"), "latency_p50_ms", ms_label)
+        << share_chart(p)
+        << time_chart("own_success", "Candidate success: runs where no attempt of the arm's own variants failed", field(p, "timeline"),
                       "own_success_rate")
-        << rate_chart("user_success", "User success: answers users got (fallback included)", field(p, "timeline"), "success_rate")
-        << rate_chart("fallback", "Fallback rate: runs where a candidate stage failed and stable answered", field(p, "timeline"),
+        << time_chart("user_success", "User success: answers users got (fallback included)", field(p, "timeline"), "success_rate")
+        << time_chart("fallback", "Fallback rate: runs where a candidate stage failed and stable answered", field(p, "timeline"),
                       "fallback_rate")
-        << stage_chart(arms) << memory_chart(arms) << "</div>\n";
+        << stage_chart(arms) << memory_chart(arms)
+        << time_chart("memory_time", "Median request peak heap over time", field(p, "timeline"), "peak_bytes_p50", bytes_label)
+        << "</div>\n";
     out << "<h3>Events, newest first</h3>\n" << events_table(field(p, "events"));
   }
   if (pipelines.empty()) out << "<p>No pipelines in the report.</p>\n";

@@ -8,11 +8,12 @@
 
 namespace pipectl {
 
-// Per pipeline: the summary table, then charts per arm of the latency distribution, candidate
-// (own) success, user success and fallback rate over time, the candidate share over time with the
-// rollout's events, per-stage time and memory; then the events with the guardrail figures. Every
-// chart is an <svg class="chart" data-chart="NAME">; its drawn data (bars, lines, points) carry
-// class "d", so a test can tell a chart with data from an empty frame.
+// Per pipeline: the summary table, then charts per arm of the latency distribution and median
+// over time, the candidate share over time with the rollout's events, candidate (own) success,
+// user success and fallback rate over time, per-stage time, and memory (quantiles, median over
+// time); then the events with the guardrail figures. Every chart is an
+// <svg class="chart" data-chart="NAME">; its drawn data (bars, lines, points) carry class "d", so
+// a test can tell a chart with data from an empty frame.
 std::string html_report(const nlohmann::json& report);
 
 }  // namespace pipectl

@@ -84,7 +84,8 @@ TEST(HtmlReport, ChartsDrawInChromiumWithoutConsoleErrors) {
   EXPECT_EQ(r["requests"], json::array({"file://" + page})) << "the page loaded something else";
   std::map<std::string, json> charts;
   for (const auto& c : r["charts"]) charts[c.value("name", "")] = c;
-  for (const char* name : {"latency", "share", "own_success", "user_success", "fallback", "stages", "memory"}) {
+  for (const char* name :
+       {"latency", "latency_time", "share", "own_success", "user_success", "fallback", "stages", "memory", "memory_time"}) {
     ASSERT_TRUE(charts.count(name)) << name << " missing: " << r["charts"].dump();
     EXPECT_GT(charts[name]["drawn"].get<int>(), 0) << name << " drew nothing: " << charts[name].dump();
     EXPECT_GT(charts[name]["width"].get<double>(), 100) << name;
