@@ -174,8 +174,6 @@ class Chart {
 std::string percent_label(double v) { return format_percent(v, 0); }
 std::string percent100_label(double v) { return format_percent(v / 100, 0); }
 std::string count_label(double v) { return fixed(v, 0); }
-std::string ms_label(double v) { return ms_text(v); }
-std::string bytes_label(double v) { return bytes(v); }
 
 std::vector<std::pair<std::string, std::string>> arm_legend(const json& arms) {
   std::vector<std::pair<std::string, std::string>> out;
@@ -344,7 +342,7 @@ std::string memory_chart(const json& arms) {
   }
   c.x_range(0, 3);
   c.y_range(0, std::max(top, 1.0));
-  c.y_ticks(4, bytes_label);
+  c.y_ticks(4, bytes);
   for (int i = 0; i < 3; ++i) c.x_tick(i + 0.5, quantiles[i]);
   c.legend(arm_legend(arms));
   const double k = static_cast<double>(arms.size());
@@ -410,7 +408,7 @@ std::string html_report(const json& report) {
     const json& arms = field(p, "arms");
     out << "<p>" << esc(p.value("verdict", "")) << "</p>\n<pre>" << esc(format_report({{"pipelines", {{name, p}}}})) << "</pre>\n";
     out << "<div class=\"charts\">\n"
-        << latency_chart(arms) << time_chart("latency_time", "Median latency over time", field(p, "timeline"), "latency_p50_ms", ms_label)
+        << latency_chart(arms) << time_chart("latency_time", "Median latency over time", field(p, "timeline"), "latency_p50_ms", ms_text)
         << share_chart(p)
         << time_chart("own_success", "Candidate success: runs where no attempt of the arm's own variants failed", field(p, "timeline"),
                       "own_success_rate")
@@ -418,8 +416,7 @@ std::string html_report(const json& report) {
         << time_chart("fallback", "Fallback rate: runs where a candidate stage failed and stable answered", field(p, "timeline"),
                       "fallback_rate")
         << stage_chart(arms) << memory_chart(arms)
-        << time_chart("memory_time", "Median request peak heap over time", field(p, "timeline"), "peak_bytes_p50", bytes_label)
-        << "</div>\n";
+        << time_chart("memory_time", "Median request peak heap over time", field(p, "timeline"), "peak_bytes_p50", bytes) << "</div>\n";
     out << "<h3>Events, newest first</h3>\n" << events_table(field(p, "events"));
   }
   if (pipelines.empty()) out << "<p>No pipelines in the report.</p>\n";
