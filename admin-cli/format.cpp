@@ -11,15 +11,14 @@ namespace pipectl {
 using nlohmann::json;
 using pipelined::common::format_percent;
 
-namespace {
-
-// The member `key` of an object, or an empty object (a reference: safe to iterate).
 const json& field(const json& j, const char* key) {
   static const json empty = json::object();
   if (!j.is_object()) return empty;
   auto it = j.find(key);
   return it == j.end() ? empty : *it;
 }
+
+namespace {
 
 // Display width in terminal columns: East Asian wide characters (CJK, kana, full-width forms)
 // take two, UTF-8 continuation bytes none.
@@ -40,12 +39,6 @@ std::size_t width(const std::string& s) {
     i += n;
   }
   return columns;
-}
-
-std::string fixed(double v, int decimals) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
 }
 
 std::string text(const json& v) {
@@ -70,6 +63,12 @@ std::string rollout_line(const json& r) {
 }
 
 }  // namespace
+
+std::string fixed(double v, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
 
 std::string bytes(double n) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -146,12 +145,12 @@ std::string format_rollout(const json& a) {
   return out;
 }
 
-namespace {
-
 std::string interval(const json& j) {
   return pipelined::common::format_percent(j.value("estimate", 0.0)) + " [" + pipelined::common::format_percent(j.value("low", 0.0)) +
          ", " + pipelined::common::format_percent(j.value("high", 0.0)) + "]";
 }
+
+namespace {
 
 std::string rollout_header(const json& r) {
   if (r.is_null()) return "no rollout: requests served while none was live";

@@ -16,7 +16,13 @@ std::string format_rollout(const nlohmann::json& answer);   // POST /admin/rollo
 std::string format_report(const nlohmann::json& report);    // GET /admin/report
 std::string format_plugins(const nlohmann::json& plugins);  // GET /admin/plugins, POST /admin/plugins/reload
 
+// The member `key` of an object, or an empty object (a reference: safe to iterate, unlike the
+// temporary json::value() returns).
+const nlohmann::json& field(const nlohmann::json& j, const char* key);
+
 // Durations and percents: common/duration.h and common/percent.h.
-std::string bytes(double n);  // 1536 -> "1.5 KiB"
+std::string bytes(double n);                    // 1536 -> "1.5 KiB"
+std::string fixed(double v, int decimals);      // printf's %.*f
+std::string interval(const nlohmann::json& j);  // {estimate, low, high} -> "12.0 % [3.0 %, 20.0 %]"
 
 }  // namespace pipectl

@@ -1,6 +1,7 @@
 // pipectl: the operator's tool for a running pipelined, over its admin listener.
 // Exit codes: 0 done, 1 the daemon refused (its message is printed), 2 usage error, 3 the daemon
-// cannot be reached, 4 the daemon's answer was not understood. See docs/pipectl.md.
+// cannot be reached, 4 the daemon's answer was not understood, 5 an output file cannot be written.
+// See docs/pipectl.md.
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
@@ -9,11 +10,15 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 
 #include "admin-cli/format.h"
+#include "admin-cli/html_report.h"
 #include "common/duration.h"
 
 namespace net = boost::asio;
@@ -22,7 +27,7 @@ using nlohmann::json;
 
 namespace {
 
-enum Exit { kOk = 0, kRefused = 1, kUsage = 2, kUnreachable = 3, kMalformed = 4 };
+enum Exit { kOk = 0, kRefused = 1, kUsage = 2, kUnreachable = 3, kMalformed = 4, kOutput = 5 };
 
 struct Target {
   std::string socket;
@@ -156,6 +161,8 @@ int main(int argc, char** argv) {
   std::int64_t rollout_id = 0;
   report->add_option("--rollout", rollout_id, "this rollout (default: each pipeline's latest)")->check(CLI::PositiveNumber);
   report->add_option("--format", format, "table or json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
+  std::string html_file;
+  report->add_option("--html", html_file, "write the report as a self-contained HTML page with charts to FILE (instead of the table)");
 
   auto* plugins = app.add_subcommand("plugins", "loaded plugins; 'plugins reload [NAME...]' loads new builds");
   std::vector<std::string> plugin_args;
@@ -227,6 +234,16 @@ int main(int argc, char** argv) {
       std::cerr << "pipectl: the daemon refused (HTTP " << a.status << "): " << message << "\n";
       for (const auto& e : a.body.value("errors", json::array())) std::cerr << "  " << e.dump() << "\n";
       return kRefused;
+    }
+    if (!html_file.empty()) {
+      std::ofstream page(html_file, std::ios::binary | std::ios::trunc);
+      page << pipectl::html_report(a.body);
+      page.close();
+      if (!page) throw Failure{kOutput, "pipectl: cannot write " + html_file + ": " + std::strerror(errno)};
+      if (!as_json) {  // the page instead of the table; --json still prints the document it was made from
+        std::cout << "wrote " << html_file << "\n";
+        return kOk;
+      }
     }
     if (as_json) std::cout << a.body.dump(2) << "\n";
     else std::cout << formatter(a.body);

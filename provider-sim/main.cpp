@@ -27,6 +27,16 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// The source tree's glossary for a build-tree binary; an installed one (which the source tree may
+// not be beside) has its copy in <prefix>/share/pipelined/provider-sim.
+std::string default_glossary() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const auto installed = exe.parent_path().parent_path() / "share/pipelined/provider-sim/glossary.tsv";
+  if (!ec && std::filesystem::exists(installed, ec)) return installed.string();
+  return PROVIDER_SIM_DATA_DIR "/glossary.tsv";
+}
+
 struct Options {
   std::string listen = "127.0.0.1";
   unsigned short port = 9090;
@@ -37,7 +47,7 @@ struct Options {
   int rpm_limit = 0;      // per endpoint, sliding 60 s window; 0 = none
   int max_in_flight = 0;  // per endpoint; 0 = none
   std::string fixtures;
-  std::string glossary = PROVIDER_SIM_DATA_DIR "/glossary.tsv";
+  std::string glossary = default_glossary();
 };
 
 struct EndpointStats {

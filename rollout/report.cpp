@@ -1,6 +1,7 @@
 #include "rollout/report.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "rollout/columns.h"
 
@@ -75,11 +76,93 @@ json arm_json(const ArmSamples& a) {
   return out;
 }
 
+const std::vector<double>& figure(const ArmSamples& a, const char* name) {
+  static const std::vector<double> none;
+  const auto it = a.figures.find(name);
+  return it == a.figures.end() ? none : it->second;
+}
+
+// Each arm's latency histogram over the same log-spaced edges (the arms' bars line up): latencies of
+// a rollout span orders of magnitude when a candidate is much faster or falls back.
+void add_latency_histograms(json& arms, const std::map<std::string, ArmSamples>& in) {
+  constexpr int kBins = 24;
+  double lo = INFINITY, hi = 0;
+  for (const auto& [arm, a] : in)
+    for (const double v : figure(a, "latency_ms")) lo = std::min(lo, v), hi = std::max(hi, v);
+  lo = std::max(std::isfinite(lo) ? lo : 1.0, 0.001);
+  hi = std::max(hi, lo * 1.01);
+  json edges = json::array();
+  for (int i = 0; i <= kBins; ++i) edges.push_back(lo * std::pow(hi / lo, static_cast<double>(i) / kBins));
+  for (const auto& [arm, a] : in) {
+    std::vector<long> counts(kBins, 0);
+    for (const double v : figure(a, "latency_ms")) {
+      const double at = v <= lo ? 0.0 : std::log(v / lo) / std::log(hi / lo) * kBins;
+      ++counts[std::min(kBins - 1, static_cast<int>(at))];
+    }
+    arms[arm]["latency_histogram"] = {{"edges_ms", edges}, {"counts", counts}};
+  }
+}
+
+// The rows in equal time buckets from the first request to the last, per arm: what the report's
+// charts draw over time. Column arrays, one entry per bucket; a rate is null in a bucket without
+// requests of that arm.
+json timeline(const std::map<std::string, ArmSamples>& in) {
+  constexpr std::int64_t kMaxBuckets = 40;
+  std::int64_t first = INT64_MAX, last = INT64_MIN;
+  for (const auto& [arm, a] : in)
+    for (const auto& r : a.rows) first = std::min(first, r.time_ms), last = std::max(last, r.time_ms);
+  json out = {{"bucket_ms", 0}, {"start_ms", json::array()}, {"arms", json::object()}, {"candidate_share", json::array()}};
+  if (first > last) return out;
+  const std::int64_t bucket = (last - first) / kMaxBuckets + 1;
+  const auto n = static_cast<std::size_t>((last - first) / bucket + 1);
+  out["bucket_ms"] = bucket;
+  for (std::size_t b = 0; b < n; ++b) out["start_ms"].push_back(first + static_cast<std::int64_t>(b) * bucket);
+  auto rate = [](long part, long whole) {
+    return whole > 0 ? json(static_cast<double>(part) / static_cast<double>(whole)) : json(nullptr);
+  };
+  std::map<std::string, std::vector<long>> requests;
+  for (const auto& [arm, a] : in) {
+    std::vector<long> n_req(n, 0), user_ok(n, 0), own_ok(n, 0), fell_back(n, 0);
+    std::vector<std::vector<double>> latency(n), peak(n);
+    const auto& latency_ms = figure(a, "latency_ms");
+    const auto& peak_bytes = figure(a, "peak_bytes");
+    for (std::size_t i = 0; i < a.rows.size(); ++i) {
+      const ArmRow& r = a.rows[i];
+      const auto b = static_cast<std::size_t>((r.time_ms - first) / bucket);
+      ++n_req[b], user_ok[b] += r.user_ok, own_ok[b] += r.own_ok, fell_back[b] += r.fell_back;
+      if (i < latency_ms.size()) latency[b].push_back(latency_ms[i]);
+      if (i < peak_bytes.size()) peak[b].push_back(peak_bytes[i]);
+    }
+    json series = {{"requests", n_req},
+                   {"success_rate", json::array()},
+                   {"own_success_rate", json::array()},
+                   {"fallback_rate", json::array()},
+                   {"latency_p50_ms", json::array()},
+                   {"peak_bytes_p50", json::array()}};
+    for (std::size_t b = 0; b < n; ++b) {
+      series["success_rate"].push_back(rate(user_ok[b], n_req[b]));
+      series["own_success_rate"].push_back(rate(own_ok[b], n_req[b]));
+      series["fallback_rate"].push_back(rate(fell_back[b], n_req[b]));
+      series["latency_p50_ms"].push_back(n_req[b] > 0 ? json(quantile(latency[b], 0.5)) : json(nullptr));
+      series["peak_bytes_p50"].push_back(n_req[b] > 0 ? json(quantile(peak[b], 0.5)) : json(nullptr));
+    }
+    out["arms"][arm] = series;
+    requests[arm] = n_req;
+  }
+  for (std::size_t b = 0; b < n; ++b) {
+    const long candidate = requests.count("candidate") ? requests["candidate"][b] : 0;
+    const long stable = requests.count("stable") ? requests["stable"][b] : 0;
+    out["candidate_share"].push_back(rate(candidate, candidate + stable));
+  }
+  return out;
+}
+
 }  // namespace
 
 json pipeline_report(const PipelineReportInput& in) {
   json arms = json::object();
   for (const auto& [arm, a] : in.arms) arms[arm] = arm_json(a);
+  add_latency_histograms(arms, in.arms);
   json entry = {{"rollout", in.rollout ? in.rollout->to_json() : json(nullptr)},
                 {"window", {{"since_ms", in.window.since_ms}, {"until_ms", in.window.until_ms}}},
                 {"arms", arms},
@@ -87,6 +170,7 @@ json pipeline_report(const PipelineReportInput& in) {
                  {{"compared", in.shadow.compared},
                   {"mismatched", in.shadow.mismatched},
                   {"mismatch_rate", in.shadow.compared > 0 ? in.shadow.mismatched / in.shadow.compared : 0.0}}},
+                {"timeline", timeline(in.arms)},
                 {"verdict", in.verdict.reason},
                 {"decision", verdict_json(in.verdict)}};
   for (const auto& c : in.verdict.checks) {

@@ -212,7 +212,7 @@ std::map<std::string, ArmSamples> MetricsStore::arms(const std::string& pipeline
   std::map<std::string, ArmSamples> arms;
   std::string figures;
   for (const auto& f : arm_figures()) figures += std::string(", ") + f.expression;
-  SQLite::Statement q(*db_, "SELECT arm, outcome, latency_us, fell_back, error_class, own_failure, peak_bytes" + figures +
+  SQLite::Statement q(*db_, "SELECT arm, outcome, latency_us, fell_back, error_class, own_failure, peak_bytes, time_ms" + figures +
                                 " FROM requests WHERE pipeline = ? AND time_ms >= ? AND time_ms < ? AND rollout_id = ?");
   bind_window(q, 1, pipeline, w);
   while (q.executeStep()) {
@@ -230,9 +230,11 @@ std::map<std::string, ArmSamples> MetricsStore::arms(const std::string& pipeline
     // own_failure is "<stage>: <class>"; the guardrails group by class.
     const std::string own = q.getColumn(5).getString();
     const auto colon = own.rfind(": ");
-    a.outcomes.add(q.getColumn(2).getInt64() / 1000.0, static_cast<double>(q.getColumn(6).getInt64()), own.empty(), user_ok,
-                   q.getColumn(3).getInt() != 0, colon == std::string::npos ? own : own.substr(colon + 2));
-    int i = 7;
+    const bool fell_back = q.getColumn(3).getInt() != 0;
+    a.outcomes.add(q.getColumn(2).getInt64() / 1000.0, static_cast<double>(q.getColumn(6).getInt64()), own.empty(), user_ok, fell_back,
+                   colon == std::string::npos ? own : own.substr(colon + 2));
+    a.rows.push_back({q.getColumn(7).getInt64(), user_ok, own.empty(), fell_back});
+    int i = 8;
     for (const auto& f : arm_figures()) a.figures[f.name].push_back(q.getColumn(i++).getDouble());
   }
   if (with_stages) {

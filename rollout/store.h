@@ -46,12 +46,19 @@ struct Window {
   std::int64_t until_ms = INT64_MAX;
 };
 
+// One request of an arm: what the report's time buckets count.
+struct ArmRow {
+  std::int64_t time_ms = 0;
+  bool user_ok = false, own_ok = false, fell_back = false;
+};
+
 // One arm's rows for the report; `outcomes` is what the guardrails judge.
 struct ArmSamples {
   ArmOutcomes outcomes;
   long ok = 0, partial = 0, errors = 0;
   std::map<std::string, long> user_error_classes;       // what users got
-  std::map<std::string, std::vector<double>> figures;   // arm_figures() name -> values
+  std::map<std::string, std::vector<double>> figures;   // arm_figures() name -> values, in the order of `rows`
+  std::vector<ArmRow> rows;
   std::map<std::string, std::vector<double>> stage_ms;  // stage -> durations
   std::map<std::string, long> stage_fallbacks;          // stage -> runs that fell back
 };

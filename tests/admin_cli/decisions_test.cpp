@@ -3,9 +3,11 @@
 // daemon gets no traffic after the restart until `pipectl resume`; a report never mixes rollouts.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <csignal>
 #include <fstream>
+#include <iterator>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -124,6 +126,13 @@ TEST_F(DecisionsTest, AReportCoversOneRollout) {
 TEST_F(DecisionsTest, EveryRequestIsOneJsonLineInTheRequestLog) {
   ASSERT_EQ(pipectl(socket_ + " rollout --percent 50 --pipeline p --stage echo --variant broken").code, 0);
   const int candidate = traffic(40);
+  // A request's line is written after its response is sent: under load the last one can still be
+  // on its way when the client has its answer.
+  auto logged = [&] {
+    std::ifstream count(dir_ / "requests.log");
+    return std::count(std::istreambuf_iterator<char>(count), std::istreambuf_iterator<char>(), '\n');
+  };
+  for (int i = 0; i < 200 && logged() < 40; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   std::ifstream in(dir_ / "requests.log");
   int lines = 0, rescued = 0;
   for (std::string line; std::getline(in, line); ++lines) {

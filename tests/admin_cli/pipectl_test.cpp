@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "admin-cli/format.h"
+#include "admin-cli/html_report.h"
 #include "tests/admin_cli/run_pipectl.h"
 #include "tests/server/daemon_process.h"
 
@@ -207,6 +208,9 @@ TEST_F(PipectlTest, UsageAndUnreachableExitCodes) {
   r = pipectl("status --socket " + dir_ / "absent.sock");  // the global option after the command
   EXPECT_EQ(r.code, 3);
   EXPECT_NE(r.out.find(dir_ / "absent.sock"), std::string::npos) << r.out;
+  r = pipectl(socket_ + " report --html " + dir_ / "no-such-dir/report.html");
+  EXPECT_EQ(r.code, 5) << r.out;
+  EXPECT_NE(r.out.find("cannot write"), std::string::npos) << r.out;
   // A socket file nobody listens on.
   daemon_->stop(SIGKILL);
   r = pipectl(socket_ + " status");
@@ -222,6 +226,26 @@ TEST(PipectlFormat, TablesAlignAndNumbersRead) {
   const std::string text = pipectl::format_rollout(answer);
   EXPECT_NE(text.find("rollout 3 of menu: live, candidate 12.50 % (ocr=parallel)"), std::string::npos) << text;
   EXPECT_NE(text.find("will not survive a restart"), std::string::npos);
+}
+
+TEST(PipectlFormat, HtmlReportEscapesAndSurvivesMissingFields) {
+  // A report from a daemon without the chart fields (latency_histogram, timeline): empty charts, no throw.
+  const json old = {{"since_ms", 0},
+                    {"pipelines",
+                     {{"p",
+                       {{"rollout", nullptr},
+                        {"verdict", "<b>unsure</b>"},
+                        {"shadow", {{"compared", 0}}},
+                        {"arms", {{"stable", {{"requests", 3}, {"fallbacks", 0}, {"latency_ms", {{"p50", 1.0}}}, {"peak_bytes", {{"p50", 10.0}}}}}}},
+                        {"events", json::array({{{"time_ms", 1000}, {"actor", "a&b"}, {"action", "start"}, {"reason", "x<y"}, {"percent", 5}}})}}}}}};
+  const std::string html = pipectl::html_report(old);
+  EXPECT_NE(html.find("&lt;b&gt;unsure&lt;/b&gt;"), std::string::npos);
+  EXPECT_NE(html.find("x&lt;y"), std::string::npos);
+  EXPECT_NE(html.find("a&amp;b"), std::string::npos);
+  EXPECT_EQ(html.find("<b>unsure"), std::string::npos);
+  EXPECT_NE(html.find("data-chart=\"latency\""), std::string::npos);
+  EXPECT_NE(html.find("no requests in the window"), std::string::npos);
+  EXPECT_NE(pipectl::html_report(json::object()).find("No pipelines"), std::string::npos);
 }
 
 }  // namespace

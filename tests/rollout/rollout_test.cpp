@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -535,6 +536,37 @@ TEST_F(RolloutTest, ReportFiguresMatchTheRowsOfOneRollout) {
   EXPECT_EQ(p["arms"]["candidate"]["stages"]["a"]["runs"], 50);
   EXPECT_EQ(p["decision"]["decision"], "collecting");  // 90 % own success of 50: not yet confidently under 95 %
   EXPECT_NE(p["verdict"].get<std::string>().find("candidate success 90.0 %"), std::string::npos) << p["verdict"];
+  // For charts: both arms' histograms on the same edges, from the fastest (50 ms) to the slowest
+  // (199 ms), holding every request; the timeline's buckets add up to the arms' figures.
+  for (const char* arm : {"stable", "candidate"}) {
+    const json& h = p["arms"][arm]["latency_histogram"];
+    EXPECT_EQ(h["edges_ms"], p["arms"]["stable"]["latency_histogram"]["edges_ms"]);
+    EXPECT_EQ(h["counts"].size() + 1, h["edges_ms"].size());
+    long n = 0;
+    for (const auto& c : h["counts"]) n += c.get<long>();
+    EXPECT_EQ(n, p["arms"][arm]["requests"].get<long>()) << arm;
+  }
+  EXPECT_NEAR(p["arms"]["stable"]["latency_histogram"]["edges_ms"].front().get<double>(), 50, 1e-9);
+  EXPECT_NEAR(p["arms"]["stable"]["latency_histogram"]["edges_ms"].back().get<double>(), 199, 1e-9);
+  const json& t = p["timeline"];
+  ASSERT_FALSE(t["start_ms"].empty()) << t.dump();
+  EXPECT_LE(t["start_ms"].size(), 40u);
+  long stable = 0, candidate = 0, candidate_ok = 0, candidate_own_ok = 0;
+  for (std::size_t b = 0; b < t["start_ms"].size(); ++b) {
+    const long ns = t["arms"]["stable"]["requests"][b], nc = t["arms"]["candidate"]["requests"][b];
+    stable += ns, candidate += nc;
+    if (nc == 0) {
+      EXPECT_TRUE(t["arms"]["candidate"]["success_rate"][b].is_null());
+      continue;
+    }
+    candidate_ok += std::lround(t["arms"]["candidate"]["success_rate"][b].get<double>() * nc);
+    candidate_own_ok += std::lround(t["arms"]["candidate"]["own_success_rate"][b].get<double>() * nc);
+    EXPECT_NEAR(t["candidate_share"][b].get<double>(), static_cast<double>(nc) / (nc + ns), 1e-9);
+  }
+  EXPECT_EQ(stable, 100);
+  EXPECT_EQ(candidate, 50);
+  EXPECT_EQ(candidate_ok, 48);
+  EXPECT_EQ(candidate_own_ok, 45);
   // The earlier rollout on request, alone.
   auto old = c.report({"", Millis(3600000), first});
   ASSERT_TRUE(ok(old));

@@ -65,15 +65,15 @@ inline void install_plugin(const std::string& dir, const std::string& plugin, co
 
 class DaemonProcess {
  public:
-  // Starts `pipelined --config <config_path>` and reads its startup lines up to "started".
-  explicit DaemonProcess(const std::string& config_path) {
+  // Starts `pipelined --config <config_path>` and reads its startup lines up to "started". `binary`:
+  // another build of the daemon than the tree's (tests/package runs the packaged one).
+  explicit DaemonProcess(const std::string& config_path, const std::string& binary = PIPELINED_BINARY) {
     int out[2];
     if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
     posix_spawn_file_actions_addclose(&actions, out[0]);
-    const std::string binary = PIPELINED_BINARY;
     const char* argv[] = {binary.c_str(), "--config", config_path.c_str(), "--log-level", "warn", nullptr};
     if (posix_spawn(&pid_, binary.c_str(), &actions, nullptr, const_cast<char**>(argv), environ) != 0)
       throw std::runtime_error("cannot start " + binary);
