@@ -209,7 +209,7 @@ std::string format_report(const json& report) {
 }
 
 std::string format_plugins(const json& p) {
-  std::vector<std::vector<std::string>> rows = {{"PIPELINE", "STAGE", "VARIANT", "PLUGIN", "VERSION", "ISOLATION", "RSS", "CRASHES", "FILE"}};
+  std::vector<std::vector<std::string>> rows = {{"PIPELINE", "STAGE", "VARIANT", "PLUGIN", "VERSION", "INSTANCE", "ISOLATION", "RSS", "CRASHES", "FILE"}};
   std::string crashes;
   for (const auto& e : p.value("plugins", json::array())) {
     std::string isolation = "in-process", rss = "-", crashed = "-";
@@ -221,7 +221,8 @@ std::string format_plugins(const json& p) {
       if (!r.value("last_crash", "").empty())
         crashes += text(e["pipeline"]) + "/" + text(e["stage"]) + "/" + text(e["variant"]) + " last crash: " + r.value("last_crash", "") + "\n";
     }
-    rows.push_back({text(e["pipeline"]), text(e["stage"]), text(e["variant"]), text(e["plugin"]), text(e["version"]), isolation, rss, crashed,
+    rows.push_back({text(e["pipeline"]), text(e["stage"]), text(e["variant"]), text(e["plugin"]), text(e["version"]),
+                    bytes(e.value("instance_bytes", 0.0)), isolation, rss, crashed,
                     text(e["file"])});
   }
   return "plugin generation " + text(p["generation"]) + ", " + text(p["retired_libraries"]) + " retired libraries still in use\n" + table(rows) +

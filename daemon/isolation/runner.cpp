@@ -375,11 +375,16 @@ int serve_runner(int fd) {
   r.descriptor = library.get<const pl_plugin_descriptor*()>(PL_ENTRY_SYMBOL)();
   if (auto bad = plugin_host::check_descriptor(r.descriptor, &kServices)) return fail(r, *bad);
   pl_error err{};
-  r.instance = r.descriptor->create(config_json.data(), config_json.size(), &kServices, &err);
+  memory::MemoryAccount instance_account;  // what create() keeps: the instance's own memory
+  {
+    memory::ScopedAccount scope(&instance_account);
+    r.instance = r.descriptor->create(config_json.data(), config_json.size(), &kServices, &err);
+  }
   if (r.instance == nullptr) return fail(r, "create() failed: " + std::string(err.message[0] ? err.message : "no reason given"));
   {
     FrameWriter ready(FrameType::Ready, 0);
     ready.str(r.descriptor->name).str(r.descriptor->version).str(r.descriptor->stage).str(r.descriptor->variant);
+    ready.i64(instance_account.current.load());
     if (!r.send(ready)) _exit(0);
   }
 

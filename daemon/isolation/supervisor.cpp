@@ -340,6 +340,7 @@ struct IsolatedVariant::Impl {
   RunnerOptions options;
   const pl_host_services* host = nullptr;
   std::string name, version, stage, variant;
+  std::int64_t instance_bytes = 0;  // of the current runner's instance
 
   mutable std::mutex mu;
   std::condition_variable wake;
@@ -392,6 +393,7 @@ struct IsolatedVariant::Impl {
         return nullptr;
       } else if (frame->type == FrameType::Ready) {
         name = in.str(), version = in.str(), stage = in.str(), variant = in.str();
+        instance_bytes = in.i64();
         break;
       }
     }
@@ -596,6 +598,7 @@ RunnerStats IsolatedVariant::stats() const {
   s.crashes = impl_->crashes;
   s.restarts = impl_->restarts;
   s.last_crash = impl_->last_crash;
+  s.instance_bytes = impl_->instance_bytes;
   if (const auto& c = impl_->current; c && !c->ended) {
     s.up = true;
     s.pid = c->pid;

@@ -31,7 +31,7 @@ enum class FrameType : std::uint8_t {
   HttpAnswer = 6,  // id = http call; status, body, error class, error, attempts
   Shutdown = 7,    // finish the runs in flight, destroy the instance, exit
   // runner -> daemon
-  Ready = 20,    // plugin name, version, stage, variant
+  Ready = 20,    // plugin name, version, stage, variant, bytes create() kept
   Failed = 21,   // the load or create() failed: reason
   Log = 22,      // id = run or 0; level, message
   ItemOut = 23,  // id = run; an emitted item

@@ -1,5 +1,6 @@
 #include "daemon/plugin_host/plugin_host.h"
 #include "daemon/plugin_host/descriptor_check.h"
+#include "daemon/memory/memory_account.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -300,12 +301,19 @@ std::vector<LoadError> PluginHost::load(std::shared_ptr<const config::Config> co
         if (wrong_stage(d->stage, d->variant)) continue;
         const std::string config_json = v.config.dump();
         pl_error err{};
-        void* instance = d->create(config_json.data(), config_json.size(), impl_->services, &err);
+        memory::MemoryAccount instance_account;  // what create() keeps is the instance's, not a request's
+        void* instance = nullptr;
+        {
+          memory::ScopedAccount scope(&instance_account);
+          instance = d->create(config_json.data(), config_json.size(), impl_->services, &err);
+        }
         if (instance == nullptr) {
           errors.push_back({file, "create() failed: " + std::string(err.message[0] ? err.message : "no reason given")});
           continue;
         }
-        set->instances[key] = std::make_shared<const StageInstance>(lib, d, instance);
+        auto created = std::make_shared<StageInstance>(lib, d, instance);
+        created->instance_bytes_ = instance_account.current.load();
+        set->instances[key] = std::move(created);
       }
     }
   }
@@ -334,9 +342,11 @@ std::vector<PluginInfo> PluginHost::describe() const {
     info.plugin_version = instance->plugin_version();
     info.file = instance->file();
     info.generation = set->generation;
+    info.instance_bytes = instance->instance_bytes_;
     if (const auto* isolated = instance->isolated()) {
       info.isolated = true;
       info.runner = isolated->stats();
+      info.instance_bytes = info.runner.instance_bytes;
     }
     info.use_count = set.use_count() - 1;  // the host's current pointer and requests in flight; not this copy
     out.push_back(std::move(info));

@@ -48,6 +48,7 @@ class StageInstance {
   void* instance_ = nullptr;
   std::unique_ptr<isolation::IsolatedVariant> isolated_;
   std::string file_;
+  std::int64_t instance_bytes_ = 0;  // heap create() kept, where the allocator accounts
   std::string plugin_name_;
   std::string plugin_version_;
 };
@@ -74,6 +75,7 @@ struct PluginInfo {
   std::string plugin_name, plugin_version, file;
   std::uint64_t generation;
   long use_count;  // holders of the set: the host's current pointer plus requests in flight
+  std::int64_t instance_bytes = 0;  // heap the plugin's create() kept: the instance's own memory
   bool isolated = false;        // runs in a runner process
   isolation::RunnerStats runner;  // when isolated
 };

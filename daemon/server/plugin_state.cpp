@@ -50,7 +50,8 @@ json PluginState::plugins_json() const {
   json list = json::array();
   for (const auto& p : plugins_.describe()) {
     json entry = {{"pipeline", p.pipeline}, {"stage", p.stage},   {"variant", p.variant},       {"plugin", p.plugin_name},
-                  {"version", p.plugin_version}, {"file", p.file}, {"generation", p.generation}, {"isolation", p.isolated ? "process" : "in_process"}};
+                  {"version", p.plugin_version}, {"file", p.file}, {"generation", p.generation}, {"isolation", p.isolated ? "process" : "in_process"},
+                  {"instance_bytes", p.instance_bytes}};
     if (p.isolated)
       entry["runner"] = {{"up", p.runner.up},
                          {"pid", p.runner.pid},

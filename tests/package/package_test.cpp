@@ -47,7 +47,7 @@ void check_runtime_package(const Packages& p) {
   const Outcome files = dpkg_deb("-c " + p.deb("pipelined", "amd64"));
   ASSERT_EQ(files.code, 0) << files.out;
   for (const char* f :
-       {"./usr/bin/pipelined", "./usr/bin/pipectl", "./usr/bin/provider-sim", "./usr/lib/pipelined/plugins/menu_describe_parallel.so",
+       {"./usr/bin/pipelined", "./usr/bin/pipelined-runner", "./usr/bin/pipectl", "./usr/bin/provider-sim", "./usr/lib/pipelined/plugins/menu_describe_parallel.so",
         "./usr/lib/pipelined/plugins/medicine_drugs.so", "./usr/lib/pipelined/plugins/menu_ocr_tesseract_serial.so",
         "./usr/share/pipelined/drugs.db", "./usr/share/pipelined/migrations/001_initial.sql",
         "./usr/share/pipelined/provider-sim/glossary.tsv", "./etc/pipelined/pipelined.yaml", "./etc/pipelined/production.example.yaml",
@@ -106,6 +106,9 @@ void run_unpacked(const Packages& p) {
   const auto j = nlohmann::json::parse(status.out, nullptr, false);
   EXPECT_EQ(j.value("version", ""), PIPELINED_VERSION) << status.out;
   EXPECT_TRUE(j["rollout"]["pipelines"].contains("menu")) << status.out;
+  int runners_up = 0;  // the candidates of the packaged config run in the packaged pipelined-runner
+  for (const auto& plugin : j["plugins"]["plugins"]) runners_up += plugin.contains("runner") && plugin["runner"].value("up", false);
+  EXPECT_GT(runners_up, 0) << status.out;
   EXPECT_EQ(daemon.stop(SIGTERM), 0);
 }
 

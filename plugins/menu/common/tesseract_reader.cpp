@@ -120,7 +120,7 @@ std::string strip_stray_marks(const std::string& line) {
 int TesseractConfig::cpu_bands() { return std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 2, 8); }
 
 TesseractConfig TesseractConfig::from(const json& config, std::string_view plugin) {
-  require_known_keys(config, {"languages", "tessdata", "page_segmentation", "blank_threshold", "min_band_height", "max_bands"}, plugin);
+  require_known_keys(config, {"languages", "tessdata", "page_segmentation", "blank_threshold", "min_band_height", "max_bands", "preload_engines"}, plugin);
   TesseractConfig c;
   c.languages = config_string(config, "languages", c.languages);
   c.tessdata = config_string(config, "tessdata", c.tessdata);
@@ -128,6 +128,7 @@ TesseractConfig TesseractConfig::from(const json& config, std::string_view plugi
   c.blank_threshold = static_cast<int>(config_number(config, "blank_threshold", c.blank_threshold));
   c.min_band_height = static_cast<int>(config_size(config, "min_band_height", c.min_band_height));
   c.max_bands = static_cast<int>(config_size(config, "max_bands", static_cast<std::size_t>(c.max_bands)));
+  if (config.contains("preload_engines")) c.preload_engines = static_cast<int>(config_size(config, "preload_engines", 1));
   if (c.page_segmentation < 0 || c.page_segmentation > 13) throw std::invalid_argument(std::string(plugin) + ": page_segmentation must be 0..13");
   return c;
 }
@@ -139,6 +140,21 @@ struct TesseractReader::Engine {
 
 TesseractReader::TesseractReader(TesseractConfig config) : config_(std::move(config)), cjk_languages_(cjk_only(config_.languages)) {
   release(acquire());  // fails now, at plugin load, when the language data is missing
+  const int more = config_.preload_engines - 1;
+  std::vector<std::unique_ptr<Engine>> engines(static_cast<std::size_t>(std::max(0, more)));
+  std::vector<std::thread> loaders;  // about 0.3 s each: initialised side by side
+  for (auto& e : engines)
+    loaders.emplace_back([this, &e] {
+      try {
+        e = acquire_new(false);
+      } catch (const std::exception&) {
+        // The first engine loaded the same languages: a later one failing is out of memory, and
+        // the pool then makes that engine when a request needs it.
+      }
+    });
+  for (auto& t : loaders) t.join();
+  for (auto& e : engines)
+    if (e) release(std::move(e));
 }
 
 TesseractReader::~TesseractReader() = default;
@@ -153,6 +169,10 @@ std::unique_ptr<TesseractReader::Engine> TesseractReader::acquire(bool cjk) cons
       return engine;
     }
   }
+  return acquire_new(cjk);
+}
+
+std::unique_ptr<TesseractReader::Engine> TesseractReader::acquire_new(bool cjk) const {
   auto engine = std::make_unique<Engine>();
   engine->cjk_only = cjk;
   const std::string& languages = cjk ? cjk_languages_ : config_.languages;

@@ -31,13 +31,18 @@ struct TesseractConfig {
   int blank_threshold = 200;      // a row whose pixels are all at least this light (0-255) is blank
   int min_band_height = 240;      // parallel: about one group of lines per this many pixel rows (images shorter: one)
   int max_bands = cpu_bands();    // parallel: at most this many groups of lines at once (default: the CPU count, 2..8)
+  // Engines initialised when the plugin instance is created (default: as many as one request of the
+  // variant uses, 1 serial, max_bands parallel), so their memory is the instance's, not the first
+  // requests' (the rollout's memory guardrail compares per-request peaks).
+  int preload_engines = -1;
   static TesseractConfig from(const json& config, std::string_view plugin);
   static int cpu_bands();
 };
 
 class TesseractReader {
  public:
-  // Initialises one engine to check that the languages' data is installed; throws with the reason.
+  // Initialises config.preload_engines engines (at least one, which checks that the languages' data
+  // is installed; throws with the reason) and keeps them for reuse.
   explicit TesseractReader(TesseractConfig config);
   ~TesseractReader();
 
@@ -47,6 +52,7 @@ class TesseractReader {
  private:
   struct Engine;
   std::unique_ptr<Engine> acquire(bool cjk_only = false) const;  // cjk_only: the CJK languages alone
+  std::unique_ptr<Engine> acquire_new(bool cjk_only) const;       // a new engine, not from the pool
   void release(std::unique_ptr<Engine> engine) const;
   std::string recognize(Engine& engine, const void* pix, int psm) const;  // psm < 0: the configured one
 
@@ -61,12 +67,16 @@ class TesseractReader {
 template <Schedule S>
 class TesseractStage : public sdk::Stage {
  public:
-  TesseractStage(const json& config, std::string_view plugin) : reader_(TesseractConfig::from(config, plugin)) {}
+  TesseractStage(const json& config, std::string_view plugin) : reader_(with_default_preload(TesseractConfig::from(config, plugin))) {}
   sdk::Payload run(const sdk::Payload& input, sdk::Context& ctx) override {
     return {reader_.read(*request_image(input).data, ctx, S), {}};
   }
 
  private:
+  static TesseractConfig with_default_preload(TesseractConfig c) {
+    if (c.preload_engines < 0) c.preload_engines = S == Schedule::Parallel ? c.max_bands : 1;
+    return c;
+  }
   const TesseractReader reader_;
 };
 
