@@ -242,7 +242,8 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
                      {"request_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.request_timeout); }},
                      {"drain_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.drain_timeout, 0); }},
                      {"request_log", [&](auto& fn, auto& fk) { r.read(fn, fk, s.request_log); }},
-                     {"sse_keepalive_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.sse_keepalive); }}});
+                     {"sse_keepalive_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.sse_keepalive); }},
+                     {"demo", [&](auto& fn, auto& fk) { r.read(fn, fk, s.demo); }}});
        }},
       {"admin", [&](auto& n, auto& k) {
          admin_node = n;

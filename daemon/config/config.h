@@ -32,6 +32,8 @@ struct ServerConfig {
   // Server-sent events (docs/server-sent-events.md): a comment line is sent on an event stream
   // that has been quiet this long, so proxies and browsers keep it open.
   Millis sse_keepalive{15000};
+  // GET /demo/ on the frontend listener: a page that streams a menu translation (off in production).
+  bool demo = false;
 };
 
 struct AdminConfig {
