@@ -45,7 +45,8 @@ void RequestPath::serve(Request&& req, Reply reply, std::shared_ptr<const plugin
                         const config::EndpointConfig& endpoint) {
   const unsigned version = req.version();
   const bool keep_alive = req.keep_alive();
-  const bool stream = endpoint.streaming && wants_event_stream(req);
+  // Events go out chunked, which HTTP/1.0 does not have: such a client gets the plain answer.
+  const bool stream = endpoint.streaming && wants_event_stream(req) && version >= 11;
   const std::uint64_t serial = next_serial_++;
   std::string request_id(req["X-Request-Id"]);
   if (request_id.empty() || request_id.size() > 128) request_id = id_prefix_ + "-" + std::to_string(serial);
