@@ -221,9 +221,14 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     if (!writing_) close();
   }
 
+  // Due when the stream has been quiet for heartbeat_every since its last write; while a write is
+  // under way (a slow client) it looks again a whole interval later instead of spinning.
   void arm_heartbeat() {
     if (stream_options_.heartbeat.empty() || stream_options_.heartbeat_every.count() <= 0) return;
-    heartbeat_->expires_after(stream_options_.heartbeat_every);
+    const auto now = std::chrono::steady_clock::now();
+    auto due = last_write_ + stream_options_.heartbeat_every;
+    if (writing_ || !chunks_.empty() || due <= now) due = now + stream_options_.heartbeat_every;
+    heartbeat_->expires_at(due);
     heartbeat_->async_wait([self = this->shared_from_this()](beast::error_code ec) {
       if (ec || self->stream_gone_ || self->stream_ending_) return;
       if (!self->writing_ && self->chunks_.empty() &&
