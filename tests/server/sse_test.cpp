@@ -196,6 +196,11 @@ TEST_F(SseTest, ClientThatLeavesCancelsItsRun) {
   EXPECT_EQ(line["status"], 499);
   // Cancelled, not run to its end: describing and drawing 40 items takes seconds at this scale.
   EXPECT_LT(std::chrono::steady_clock::now() - left, std::chrono::seconds(3));
+  // Counted in the metrics like any request.
+  const auto metrics = admin_request(daemon_->dir() / "admin.sock", http::verb::get, "/metrics");
+  EXPECT_NE(metrics.body().find(R"(pipelined_requests_total{pipeline="menu",endpoint="/translate",arm="stable",outcome="cancelled"} 1)"),
+            std::string::npos)
+      << metrics.body().substr(0, 3000);
 
   // The daemon goes on serving.
   HttpClient client(daemon_->port());
@@ -267,6 +272,20 @@ TEST_F(SseTest, EndpointWithStreamingOffGivesThePlainAnswer) {
 TEST_F(SseTest, DemoPageIsOffByDefault) {
   HttpClient client(daemon_->port());
   EXPECT_EQ(client.request(http::verb::get, "/demo/").result_int(), 404);
+}
+
+// Its own daemon: a request deadline shorter than OCR.
+TEST(SseDeadline, APassedDeadlineIsAnErrorEventWith504) {
+  MenuDaemon daemon({"--time-scale", "0.05"}, {}, "",
+                    [](std::string& yaml) { harness::replace_all(yaml, "request_timeout_ms: 300000", "request_timeout_ms: 300"); });
+  const auto [body, type] = multipart_file("file", MenuDaemon::menu("menu_ja_40"));
+  const SseResponse s = post_events(daemon.port(), "/translate", body, type);
+  ASSERT_FALSE(s.events.empty());
+  EXPECT_EQ(s.events.back().name, "error");
+  EXPECT_EQ(s.events.back().data["error"]["status"], 504) << s.events.back().data.dump();
+  EXPECT_EQ(s.events.back().data["error"]["class"], "timeout");
+  HttpClient plain(daemon.port());
+  EXPECT_EQ(plain.request(http::verb::post, "/translate", body, type).result_int(), 504);
 }
 
 }  // namespace
