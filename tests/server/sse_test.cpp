@@ -288,5 +288,28 @@ TEST(SseDeadline, APassedDeadlineIsAnErrorEventWith504) {
   EXPECT_EQ(plain.request(http::verb::post, "/translate", body, type).result_int(), 504);
 }
 
+// Its own daemon: the images stage (on_failure: partial) times out, the answer is partial.
+TEST(SsePartial, APartialResultIsTheResultEvent) {
+  MenuDaemon daemon({"--time-scale", "0.05"}, {}, "", [](std::string& yaml) {
+    harness::replace_all(yaml, "      images:\n        needs: [describe]\n",
+                         "      images:\n        needs: [describe]\n        timeout_ms: 50\n");
+  });
+  const auto [body, type] = multipart_file("file", MenuDaemon::menu("menu_ja_5"));
+  const SseResponse s = post_events(daemon.port(), "/translate", body, type);
+  ASSERT_FALSE(s.events.empty());
+  ASSERT_EQ(s.events.back().name, "result");
+  const json& result = s.events.back().data;
+  EXPECT_EQ(result["partial"], true) << result.dump();
+  EXPECT_EQ(result["missing_stages"], json::array({"images"}));
+  bool images_failed = false;
+  for (const auto& e : s.events)
+    if (e.name == "stage" && e.data["stage"] == "images") images_failed = e.data["status"] == "failed";
+  EXPECT_TRUE(images_failed);
+  HttpClient plain(daemon.port());
+  const auto r = plain.request(http::verb::post, "/translate", body, type);
+  EXPECT_EQ(r.result_int(), 200);
+  EXPECT_EQ(without_time(result), without_time(json::parse(r.body())));
+}
+
 }  // namespace
 }  // namespace pipelined::testing
