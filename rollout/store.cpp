@@ -216,8 +216,9 @@ std::map<std::string, ArmSamples> MetricsStore::arms(const std::string& pipeline
                                 " FROM requests WHERE pipeline = ? AND time_ms >= ? AND time_ms < ? AND rollout_id = ?");
   bind_window(q, 1, pipeline, w);
   while (q.executeStep()) {
-    ArmSamples& a = arms[q.getColumn(0).getString()];
     const std::string outcome = q.getColumn(1).getString();
+    if (outcome == "cancelled") continue;  // the client left (server-sent events): says nothing about the arm
+    ArmSamples& a = arms[q.getColumn(0).getString()];
     const bool user_ok = outcome == "ok" || outcome == "partial";
     if (outcome == "ok")
       ++a.ok;

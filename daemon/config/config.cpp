@@ -226,7 +226,8 @@ void read_endpoint(Reader& r, const YAML::Node& node, const std::string& key, En
                               }},
                              {"files_field", [&](auto& fn, auto& fk) { r.read(fn, fk, e.files_field); }}});
                }},
-              {"response", [&](auto& n, auto& k) { e.response = r.to_json(n, k); }}});
+              {"response", [&](auto& n, auto& k) { e.response = r.to_json(n, k); }},
+              {"streaming", [&](auto& n, auto& k) { r.read(n, k, e.streaming); }}});
   if (e.path.empty()) r.error(node, key, "an endpoint needs 'path'");
   if (e.pipeline.empty()) r.error(node, key, "an endpoint needs 'pipeline'");
 }
@@ -250,7 +251,9 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
                      {"idle_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.idle_timeout); }},
                      {"request_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.request_timeout); }},
                      {"drain_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.drain_timeout, 0); }},
-                     {"request_log", [&](auto& fn, auto& fk) { r.read(fn, fk, s.request_log); }}});
+                     {"request_log", [&](auto& fn, auto& fk) { r.read(fn, fk, s.request_log); }},
+                     {"sse_keepalive_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.sse_keepalive); }},
+                     {"demo", [&](auto& fn, auto& fk) { r.read(fn, fk, s.demo); }}});
        }},
       {"admin", [&](auto& n, auto& k) {
          admin_node = n;

@@ -29,6 +29,11 @@ struct ServerConfig {
   // One JSON line per finished frontend request, for log shippers: "" off, "stderr", or a file
   // path (appended). Read at start; a reload does not move it.
   std::string request_log;
+  // Server-sent events (docs/server-sent-events.md): a comment line is sent on an event stream
+  // that has been quiet this long, so proxies and browsers keep it open.
+  Millis sse_keepalive{15000};
+  // GET /demo/ on the frontend listener: a page that streams a menu translation (off in production).
+  bool demo = false;
 };
 
 struct AdminConfig {
@@ -110,6 +115,9 @@ struct EndpointConfig {
   // Response body template: JSON in which string values "$stages.<stage>[/json/pointer]" and
   // "$meta.<request_id|elapsed_ms|elapsed_s|variants>" are replaced by values.
   nlohmann::json response = nlohmann::json::object();
+  // A request with "Accept: text/event-stream" gets server-sent events (progress, then the body as
+  // a `result` event); false: it gets the plain response like any other request.
+  bool streaming = true;
 };
 
 struct RolloutConfig {

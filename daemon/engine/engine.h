@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pipelined::outbound {
@@ -27,6 +28,8 @@ namespace pipelined::engine {
 using Payload = sdk::Payload;
 using Clock = std::chrono::steady_clock;
 
+struct RunEvent;
+
 struct RunRequest {
   std::string request_id;
   std::string pipeline;
@@ -36,6 +39,11 @@ struct RunRequest {
   std::map<std::string, std::string> variants;
   // Set to true to cancel (client went away, daemon draining past its timeout).
   std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+  // Optional: told as stages end or fall back and as stages emit items (RunEvent), for a caller that
+  // shows progress. Called on pool and plugin threads, never under an engine lock, possibly from
+  // several stages at once: it must be cheap and thread-safe. Every call for a stage end happens
+  // before `done`; an item emitted by an abandoned run can still arrive after it.
+  std::function<void(const RunEvent&)> observer;
 };
 
 enum class StageStatus { Ok, Failed, Skipped /* a need failed */, FellBack /* candidate failed, stable ran ok */ };
@@ -53,6 +61,18 @@ struct StageRecord {
   Clock::time_point started;
   std::chrono::microseconds duration{0};
   std::int64_t peak_bytes = 0;
+};
+
+struct RunEvent {
+  enum class Kind {
+    StageEnded,        // `record` is the stage's final record (ok, failed, fell back)
+    StageFallingBack,  // `record` is the failed attempt's; the stage reruns on its stable variant now
+    Item,              // `item` is a new item the stage emitted (a fallback rerun's repeats are not told)
+  };
+  Kind kind = Kind::StageEnded;
+  std::string_view stage;
+  const StageRecord* record = nullptr;   // StageEnded, StageFallingBack
+  const nlohmann::json* item = nullptr;  // Item
 };
 
 struct RunResult {

@@ -57,7 +57,14 @@ int emit_item(pl_run_context* ctx, const pl_payload* item) {
   try {
     Payload p = sdk::decode_payload(*item);
     ctx->emitted.push_back(p);
-    ctx->stage->emitted->push(std::move(p));
+    const auto& observer = ctx->request->request.observer;
+    if (!observer) {
+      ctx->stage->emitted->push(std::move(p));
+      return PL_OK;
+    }
+    const nlohmann::json observed = p.json;
+    // Told after the stream's lock is let go, and only for an item the stream took.
+    if (ctx->stage->emitted->push(std::move(p))) observer({RunEvent::Kind::Item, ctx->stage->config->name, nullptr, &observed});
     return PL_OK;
   } catch (const std::exception& e) {
     spdlog::warn("[{}] {}: emitted item is not valid JSON: {}", ctx->request->request.request_id,

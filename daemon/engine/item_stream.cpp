@@ -12,16 +12,17 @@ void wake_all(const std::vector<ItemStream::Waiter>& woken) {
 }
 }  // namespace
 
-void ItemStream::push(sdk::Payload item) {
+bool ItemStream::push(sdk::Payload item) {
   std::vector<Waiter> woken;
   {
     std::lock_guard lock(mu);
-    if (!seen.insert(item.json.dump()).second) return;
+    if (!seen.insert(item.json.dump()).second) return false;
     items.push_back(std::move(item));
     woken.swap(waiters);
   }
   changed.notify_all();
   wake_all(woken);
+  return true;
 }
 
 void ItemStream::end() {

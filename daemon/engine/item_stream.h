@@ -33,8 +33,8 @@ struct ItemStream {
   bool ended = false;
   std::vector<Waiter> waiters;
 
-  // Appends an item not seen before and wakes every reader.
-  void push(sdk::Payload item);
+  // Appends an item not seen before and wakes every reader; false when it was a repeat.
+  bool push(sdk::Payload item);
   // Marks the end of the stream (the producing stage ended) and wakes every reader.
   void end();
   // Wakes `reader` if it waits (its run was abandoned: it should see the cancellation).

@@ -270,6 +270,7 @@ void Scheduler::attempt_ended(const std::shared_ptr<RequestRun>& run, StageRun& 
                  stage.config->stable);
     stage.first_error_class = rec.error_class;
     stage.first_error_message = rec.error_message;
+    if (run->request.observer) run->request.observer({RunEvent::Kind::StageFallingBack, stage.config->name, &rec, nullptr});
     return start_attempt(run, stage, stage.config->stable);
   }
   if (ok && rec.attempts == 2) {
@@ -294,6 +295,8 @@ void Scheduler::skip_dependants(RequestRun& run, StageRun& stage) {
 
 void Scheduler::stage_ended(const std::shared_ptr<RequestRun>& run, StageRun& stage, bool ok) {
   stage.emitted->end();
+  // Before the lock: the request cannot finish (and call `done`) until this stage is counted out below.
+  if (run->request.observer) run->request.observer({RunEvent::Kind::StageEnded, stage.config->name, &stage.record, nullptr});
   std::unique_lock lock(run->mu);
   --run->running;
   stage.state = ok ? State::Done : State::Failed;

@@ -95,7 +95,7 @@ struct Daemon::Impl {
     add_metric_collectors();
     if (!config->server.request_log.empty()) request_log = std::make_unique<RequestLog>(config->server.request_log);
     requests = std::make_unique<RequestPath>(*engine, *rollout, *request_series, request_log.get());
-    frontend_routes = std::make_unique<FrontendRoutes>(*plugins, *requests, [this] { return state->not_ready(); });
+    frontend_routes = std::make_unique<FrontendRoutes>(*plugins, *requests, [this] { return state->not_ready(); }, config->server.demo);
     admin_routes = std::make_unique<AdminRoutes>(routes(), *pool);
 
     const auto& s = config->server;

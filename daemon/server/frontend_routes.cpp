@@ -2,12 +2,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/server/demo_page.h"
+
 namespace pipelined::server {
 
 namespace http = boost::beast::http;
 
-FrontendRoutes::FrontendRoutes(plugin_host::PluginHost& plugins, RequestPath& requests, std::function<std::string()> not_ready)
-    : plugins_(plugins), requests_(requests), not_ready_(std::move(not_ready)) {}
+FrontendRoutes::FrontendRoutes(plugin_host::PluginHost& plugins, RequestPath& requests, std::function<std::string()> not_ready, bool demo)
+    : plugins_(plugins), requests_(requests), not_ready_(std::move(not_ready)), demo_(demo) {}
 
 void FrontendRoutes::serve(Request&& req, Reply reply) const {
   const unsigned version = req.version();
@@ -20,6 +22,22 @@ void FrontendRoutes::serve(Request&& req, Reply reply) const {
     const std::string reason = not_ready_();
     if (reason.empty()) return reply(json_response(version, keep_alive, 200, R"({"status":"ready"})"));
     return reply(json_response(version, keep_alive, 503, nlohmann::json{{"status", "not ready"}, {"reason", reason}}.dump()));
+  }
+  if (demo_ && get && (path == "/demo" || path == "/demo/")) {
+    if (path == "/demo") {  // the page's relative links need the slash
+      Response r{http::status::moved_permanently, version};
+      r.set(http::field::location, "/demo/");
+      r.keep_alive(keep_alive);
+      r.prepare_payload();
+      return reply(std::move(r));
+    }
+    Response r{http::status::ok, version};
+    r.set(http::field::content_type, "text/html; charset=utf-8");
+    r.set(http::field::cache_control, "no-cache");
+    r.keep_alive(keep_alive);
+    r.body() = demo_page_html();
+    r.prepare_payload();
+    return reply(std::move(r));
   }
   auto set = plugins_.current();
   if (!set) return reply(error_response(version, keep_alive, 503, "plugins are not loaded: " + not_ready_()));

@@ -1,5 +1,6 @@
-// The frontend listener's routes: GET /healthz, GET /readyz, and the configured endpoints (method
-// and path from the running config), each handed to the request path. Nothing under /admin.
+// The frontend listener's routes: GET /healthz, GET /readyz, GET /demo/ when server.demo is on, and
+// the configured endpoints (method and path from the running config), each handed to the request
+// path. Nothing under /admin.
 #pragma once
 
 #include <functional>
@@ -13,14 +14,15 @@ namespace pipelined::server {
 
 class FrontendRoutes {
  public:
-  // `not_ready` returns "" when the daemon is ready, else why not.
-  FrontendRoutes(plugin_host::PluginHost& plugins, RequestPath& requests, std::function<std::string()> not_ready);
+  // `not_ready` returns "" when the daemon is ready, else why not. `demo`: serve the demo page.
+  FrontendRoutes(plugin_host::PluginHost& plugins, RequestPath& requests, std::function<std::string()> not_ready, bool demo = false);
   void serve(Request&& request, Reply reply) const;
 
  private:
   plugin_host::PluginHost& plugins_;
   RequestPath& requests_;
   std::function<std::string()> not_ready_;
+  bool demo_;
 };
 
 }  // namespace pipelined::server

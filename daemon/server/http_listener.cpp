@@ -6,8 +6,11 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
+#include <array>
+#include <deque>
 #include <filesystem>
 #include <optional>
 
@@ -119,12 +122,19 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     }
     stream_.expires_never();  // the pipeline has its own deadline
     ++state_->in_flight;
-    auto reply = [self = this->shared_from_this()](Response response) {
+    auto send = [self = this->shared_from_this()](Response response) {
       net::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
         --self->state_->in_flight;
         self->send(std::move(response));
       });
     };
+    auto open = [self = this->shared_from_this()](ResponseHeader header, StreamOptions options) -> std::shared_ptr<ResponseStream> {
+      net::post(self->stream_.get_executor(), [self, header = std::move(header), options = std::move(options)]() mutable {
+        self->open_stream(std::move(header), std::move(options));
+      });
+      return std::make_shared<Chunks>(self);
+    };
+    Reply reply(std::move(send), std::move(open));
     try {
       state_->handler(std::move(req), std::move(reply));
     } catch (const std::exception& e) {
@@ -146,6 +156,121 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     });
   }
 
+  // ---- a streamed response (Reply::stream): header, chunks in order, last chunk, close ----
+
+  // The handle the handler writes through; every call hops to the strand, where the state lives.
+  class Chunks : public ResponseStream {
+   public:
+    explicit Chunks(std::shared_ptr<Session> session) : session_(std::move(session)) {}
+    void write(std::string data) override {
+      net::post(session_->stream_.get_executor(), [s = session_, data = std::move(data)]() mutable { s->queue_chunk(std::move(data)); });
+    }
+    void end() override {
+      net::post(session_->stream_.get_executor(), [s = session_] { s->end_stream(); });
+    }
+
+   private:
+    std::shared_ptr<Session> session_;
+  };
+
+  void open_stream(ResponseHeader header, StreamOptions options) {
+    header.chunked(true);
+    header.keep_alive(false);
+    stream_header_.emplace(std::move(header));
+    serializer_.emplace(*stream_header_);
+    stream_options_ = std::move(options);
+    heartbeat_.emplace(stream_.get_executor());
+    watch_peer();
+    arm_heartbeat();
+    pump();
+  }
+
+  void queue_chunk(std::string data) {
+    if (stream_gone_ || stream_ending_ || data.empty()) return;
+    chunks_.push_back(std::move(data));
+    pump();
+  }
+
+  void end_stream() {
+    if (stream_ending_) return;
+    stream_ending_ = true;
+    --state_->in_flight;
+    stream_options_.on_gone = nullptr;  // it may hold what holds this session
+    if (heartbeat_) heartbeat_->cancel();
+    if (stream_gone_) return close();
+    pump();
+  }
+
+  // The client closing its side (or resetting) while events are still coming: a read on the raw
+  // socket completes. Bytes it sends meanwhile (a pipelined request) are dropped: the connection
+  // closes after this response.
+  void watch_peer() {
+    stream_.socket().async_read_some(net::buffer(peer_bytes_), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      if (!ec) return self->watch_peer();
+      self->peer_gone();
+    });
+  }
+
+  void peer_gone() {
+    if (stream_gone_ || stream_done_) return;
+    stream_gone_ = true;
+    chunks_.clear();
+    if (heartbeat_) heartbeat_->cancel();
+    if (auto on_gone = std::move(stream_options_.on_gone)) on_gone();
+    stream_options_.on_gone = nullptr;
+    if (!writing_) close();
+  }
+
+  // Due when the stream has been quiet for heartbeat_every since its last write; while a write is
+  // under way (a slow client) it looks again a whole interval later instead of spinning.
+  void arm_heartbeat() {
+    if (stream_options_.heartbeat.empty() || stream_options_.heartbeat_every.count() <= 0) return;
+    const auto now = std::chrono::steady_clock::now();
+    auto due = last_write_ + stream_options_.heartbeat_every;
+    if (writing_ || !chunks_.empty() || due <= now) due = now + stream_options_.heartbeat_every;
+    heartbeat_->expires_at(due);
+    heartbeat_->async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (ec || self->stream_gone_ || self->stream_ending_) return;
+      if (!self->writing_ && self->chunks_.empty() &&
+          std::chrono::steady_clock::now() - self->last_write_ >= self->stream_options_.heartbeat_every)
+        self->queue_chunk(self->stream_options_.heartbeat);
+      self->arm_heartbeat();
+    });
+  }
+
+  // One write at a time, on the strand: the header, then each queued chunk, then the last chunk.
+  void pump() {
+    if (writing_ || stream_gone_ || stream_done_) return;
+    auto done = [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      self->writing_ = false;
+      self->last_write_ = std::chrono::steady_clock::now();
+      if (ec) return self->peer_gone();
+      if (self->stream_gone_) return self->close();
+      self->pump();
+    };
+    // A client that stops reading holds a write; past the read timeout the stream gives up on it.
+    stream_.expires_after(state_->options.read_timeout);
+    if (!serializer_->is_header_done()) {
+      writing_ = true;
+      return http::async_write_header(stream_, *serializer_, std::move(done));
+    }
+    if (!chunks_.empty()) {
+      writing_ = true;
+      current_chunk_ = std::move(chunks_.front());
+      chunks_.pop_front();
+      return net::async_write(stream_, http::make_chunk(net::buffer(current_chunk_)), std::move(done));
+    }
+    if (stream_ending_) {
+      writing_ = true;
+      stream_done_ = true;
+      return net::async_write(stream_, http::make_chunk_last(), [self = this->shared_from_this()](beast::error_code, std::size_t) {
+        self->writing_ = false;
+        self->close();
+      });
+    }
+    stream_.expires_never();
+  }
+
   void close() {
     beast::error_code ec;
     stream_.socket().shutdown(net::socket_base::shutdown_send, ec);
@@ -157,6 +282,20 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<HttpListener::State> state_;
   bool first_ = true;
+
+  // A streamed response; strand only.
+  std::optional<ResponseHeader> stream_header_;
+  std::optional<http::response_serializer<http::empty_body>> serializer_;
+  StreamOptions stream_options_;
+  std::optional<net::steady_timer> heartbeat_;
+  std::deque<std::string> chunks_;
+  std::string current_chunk_;  // the chunk being written
+  std::array<char, 512> peer_bytes_{};
+  std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
+  bool writing_ = false;
+  bool stream_ending_ = false;  // end() arrived
+  bool stream_done_ = false;    // the last chunk is being written
+  bool stream_gone_ = false;    // the client went away
 };
 
 template <class Protocol, class Acceptor>

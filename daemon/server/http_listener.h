@@ -18,7 +18,48 @@ namespace pipelined::server {
 
 using Request = boost::beast::http::request<boost::beast::http::string_body>;
 using Response = boost::beast::http::response<boost::beast::http::string_body>;
-using Reply = std::function<void(Response)>;
+using ResponseHeader = boost::beast::http::response<boost::beast::http::empty_body>;
+
+// A response body written in pieces (chunked transfer coding), for server-sent events. Calls may
+// come from any thread; the writes happen on the connection's strand, in call order. The
+// connection closes after the last chunk: a streamed response is the connection's last.
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+  // Queues `data` as one chunk; dropped after end() or once the client is gone.
+  virtual void write(std::string data) = 0;
+  // Queues the last chunk. Call exactly once, also after the client went away: it ends the request.
+  virtual void end() = 0;
+};
+
+struct StreamOptions {
+  // Written whenever nothing else was for this long, so proxies and the client see a live stream.
+  std::chrono::milliseconds heartbeat_every{15000};
+  std::string heartbeat;  // empty: none
+  // Runs once, on the connection's strand, when the client disconnects before end() was written.
+  std::function<void()> on_gone;
+};
+
+// How a handler answers: call it with a whole response, or stream() one; exactly one of the two,
+// exactly once, from any thread, possibly later.
+class Reply {
+ public:
+  using Send = std::function<void(Response)>;
+  using Open = std::function<std::shared_ptr<ResponseStream>(ResponseHeader, StreamOptions)>;
+  Reply() = default;
+  Reply(Send send, Open open) : send_(std::move(send)), open_(std::move(open)) {}
+
+  void operator()(Response response) const { send_(std::move(response)); }
+  // Sends `header` (made chunked, Connection: close) and returns the stream for the body.
+  std::shared_ptr<ResponseStream> stream(ResponseHeader header, StreamOptions options) const {
+    return open_(std::move(header), std::move(options));
+  }
+
+ private:
+  Send send_;
+  Open open_;
+};
+
 using Handler = std::function<void(Request&& request, Reply reply)>;
 
 struct ListenerOptions {

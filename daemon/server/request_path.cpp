@@ -6,6 +6,7 @@
 #include <random>
 
 #include "daemon/endpoint/endpoint.h"
+#include "daemon/server/event_stream.h"
 #include "daemon/server/recorder.h"
 
 namespace pipelined::server {
@@ -27,6 +28,8 @@ struct RequestPath::Exchange {
   std::uint64_t serial = 0;
   bool whole_fallback = false;
   std::string whole_failure;
+  std::shared_ptr<EventStream> events;  // set when the client asked for server-sent events
+  std::atomic<bool> client_gone{false};  // an event stream's client disconnected
 };
 
 RequestPath::RequestPath(engine::Engine& engine, rollout::RolloutController& rollout, metrics::RequestSeries& metrics,
@@ -42,10 +45,17 @@ void RequestPath::serve(Request&& req, Reply reply, std::shared_ptr<const plugin
                         const config::EndpointConfig& endpoint) {
   const unsigned version = req.version();
   const bool keep_alive = req.keep_alive();
+  // Events go out chunked, which HTTP/1.0 does not have: such a client gets the plain answer.
+  const bool stream = endpoint.streaming && wants_event_stream(req) && version >= 11;
+  const std::uint64_t serial = next_serial_++;
+  std::string request_id(req["X-Request-Id"]);
+  if (request_id.empty() || request_id.size() > 128) request_id = id_prefix_ + "-" + std::to_string(serial);
   auto input = endpoint::build_input(endpoint, req[http::field::content_type], req.body());
   if (auto* e = std::get_if<endpoint::HttpError>(&input)) {
     metrics_.request(endpoint.pipeline, endpoint.path, "none", "rejected", {});
-    return reply(error_response(version, keep_alive, e->status, e->message));
+    if (!stream) return reply(error_response(version, keep_alive, e->status, e->message));
+    EventStream events(reply.stream(event_stream_header(version, request_id), {}));
+    return events.finish("error", endpoint::error_body(e->status, e->message));
   }
 
   auto x = std::make_shared<Exchange>();
@@ -55,9 +65,8 @@ void RequestPath::serve(Request&& req, Reply reply, std::shared_ptr<const plugin
   x->plugins = std::move(plugins);
   x->endpoint = &endpoint;
   x->input = std::move(std::get<engine::Payload>(input));
-  x->serial = next_serial_++;
-  x->request_id = std::string(req["X-Request-Id"]);
-  if (x->request_id.empty() || x->request_id.size() > 128) x->request_id = id_prefix_ + "-" + std::to_string(x->serial);
+  x->serial = serial;
+  x->request_id = std::move(request_id);
 
   auto header = [&req](std::string_view n) { return std::string(req[n]); };
   const std::string key = endpoint::sticky_key(x->plugins->config->rollout.sticky_key, header, x->input);
@@ -66,7 +75,27 @@ void RequestPath::serve(Request&& req, Reply reply, std::shared_ptr<const plugin
   if (force == "stable") forced = rollout::Arm::Stable;
   if (force == "candidate") forced = rollout::Arm::Candidate;
   x->assignment = rollout_.assign(endpoint.pipeline, key, forced);
+  if (stream) open_events(x);
   start_run(x, x->assignment.variants);
+}
+
+// The stream's header goes out now; events follow as the run reports progress. A client that goes
+// away cancels the run it is waiting for (a whole-request fallback's too: the flag is looked up).
+void RequestPath::open_events(const std::shared_ptr<Exchange>& x) {
+  auto header = event_stream_header(x->version, x->request_id);
+  header.set("X-Pipelined-Arm", rollout::to_string(x->assignment.arm));
+  StreamOptions options;
+  options.heartbeat_every = x->plugins->config->server.sse_keepalive;
+  options.heartbeat = std::string(kSseKeepAlive);
+  options.on_gone = [this, weak = std::weak_ptr<Exchange>(x)] {
+    auto x = weak.lock();
+    if (!x) return;
+    spdlog::info("[{}] the client closed its event stream; cancelling the request", x->request_id);
+    x->client_gone = true;
+    std::lock_guard lock(inflight_mu_);
+    if (auto it = inflight_.find(x->serial); it != inflight_.end()) it->second->store(true);
+  };
+  x->events = std::make_shared<EventStream>(x->reply.stream(std::move(header), std::move(options)));
 }
 
 void RequestPath::start_run(const std::shared_ptr<Exchange>& x, std::map<std::string, std::string> variants) {
@@ -76,20 +105,23 @@ void RequestPath::start_run(const std::shared_ptr<Exchange>& x, std::map<std::st
   run.deadline = x->started + x->plugins->config->server.request_timeout;
   run.input = x->input;
   run.variants = std::move(variants);
+  if (x->events) run.observer = [events = x->events](const engine::RunEvent& e) { events->progress(e); };
   {
     std::lock_guard lock(inflight_mu_);
     inflight_[x->serial] = run.cancelled;
+    if (x->client_gone) run.cancelled->store(true);  // gone before this run's flag was registered
   }
   engine_.run(x->plugins, std::move(run), [this, x](engine::RunResult r) { finish(x, std::move(r)); });
 }
 
 void RequestPath::finish(const std::shared_ptr<Exchange>& x, engine::RunResult r) {
   if (!r.ok && !r.partial && !x->whole_fallback && x->assignment.arm == rollout::Arm::Candidate && x->assignment.fallback_whole_request &&
-      Clock::now() < x->started + x->plugins->config->server.request_timeout && !draining_) {
+      Clock::now() < x->started + x->plugins->config->server.request_timeout && !draining_ && !x->client_gone) {
     spdlog::info("[{}] candidate run failed ({}: {}); rerunning the whole request on stable", x->request_id, r.error_class,
                  r.error_message);
     x->whole_fallback = true;
     x->whole_failure = own_failure(r);
+    if (x->events) x->events->request_fallback(r.error_class, r.error_message);
     return start_run(x, {});
   }
   {
@@ -102,14 +134,23 @@ void RequestPath::finish(const std::shared_ptr<Exchange>& x, engine::RunResult r
     if (!s.variant.empty()) meta.variants[s.stage] = s.variant;
   json body =
       (r.ok || r.partial) ? endpoint::render(x->endpoint->response, r, meta) : endpoint::error_body(status, r.error_message, r.error_class);
-  auto response = json_response(x->version, x->keep_alive, status, body.dump());
-  response.set("X-Request-Id", x->request_id);
-  response.set("X-Pipelined-Arm", rollout::to_string(x->assignment.arm));
-  x->reply(std::move(response));
+  if (x->events) {
+    // The status the plain request would get is in the body of an error; a result is a 200's.
+    x->events->skipped_stages(r);
+    x->events->finish(r.ok || r.partial ? "result" : "error", body);
+  } else {
+    auto response = json_response(x->version, x->keep_alive, status, body.dump());
+    response.set("X-Request-Id", x->request_id);
+    response.set("X-Pipelined-Arm", rollout::to_string(x->assignment.arm));
+    x->reply(std::move(response));
+  }
 
-  FinishedRequest done{x->request_id, x->endpoint->pipeline, &x->assignment, x->started, meta.elapsed, status, x->whole_fallback,
-                       x->whole_failure};
+  // A client that left is recorded as such (status 499, as proxies log it): no one got an answer.
+  const bool gone = x->client_gone;
+  FinishedRequest done{x->request_id, x->endpoint->pipeline, &x->assignment, x->started, meta.elapsed, gone ? 499 : status,
+                       x->whole_fallback, x->whole_failure};
   auto record = request_record(done, r);
+  if (gone) record.outcome = "cancelled";
   metrics_.request(done.pipeline, x->endpoint->path, rollout::to_string(x->assignment.arm), record.outcome, meta.elapsed);
   for (const auto& s : r.stages) {
     if (s.status != engine::StageStatus::Skipped) metrics_.stage(done.pipeline, s.stage, s.variant, s.duration);
@@ -118,7 +159,7 @@ void RequestPath::finish(const std::shared_ptr<Exchange>& x, engine::RunResult r
   if (x->whole_fallback) metrics_.fallback(done.pipeline, "(whole_request)");
   if (log_ != nullptr) log_->write(record, x->endpoint->path);
   rollout_.record(std::move(record));
-  if (x->assignment.shadow && (r.ok || r.partial)) run_shadow(x, std::move(body), meta.elapsed);
+  if (x->assignment.shadow && (r.ok || r.partial) && !gone) run_shadow(x, std::move(body), meta.elapsed);
 }
 
 // The candidate runs beside stable after the response went out; only the comparison is kept.

@@ -1,5 +1,6 @@
 // One frontend request's lifecycle after routing: assign an arm -> run the pipeline -> fall back
-// to stable when the candidate failed the whole request -> respond -> record -> shadow run.
+// to stable when the candidate failed the whole request -> respond -> record -> shadow run. A
+// request that asks for server-sent events gets the run's progress as events, then the same body.
 // Keeps the cancel flags of the requests in flight, for drain.
 #pragma once
 
@@ -35,6 +36,7 @@ class RequestPath {
 
  private:
   struct Exchange;
+  void open_events(const std::shared_ptr<Exchange>& x);
   void start_run(const std::shared_ptr<Exchange>& x, std::map<std::string, std::string> variants);
   void finish(const std::shared_ptr<Exchange>& x, engine::RunResult result);
   void run_shadow(const std::shared_ptr<Exchange>& x, nlohmann::json stable_body, std::chrono::microseconds stable_elapsed);

@@ -147,6 +147,20 @@ TEST(Config, EndpointChecks) {
   EXPECT_EQ(e.key, "endpoints[0].path");
 }
 
+TEST(Config, ServerSentEventKeys) {
+  auto defaults = load_string(kValid);
+  ASSERT_TRUE(defaults.errors.empty());
+  EXPECT_TRUE(defaults.config->endpoints[0].streaming);  // on unless an endpoint turns it off
+  EXPECT_EQ(defaults.config->server.sse_keepalive, Millis(15000));
+  auto set = load_string(replace(replace(kValid, "    pipeline: p\n", "    pipeline: p\n    streaming: false\n"), "listen: 127.0.0.1:0",
+                                 "listen: 127.0.0.1:0\n  sse_keepalive_ms: 500"));
+  ASSERT_TRUE(set.errors.empty()) << set.errors.front().to_string();
+  EXPECT_FALSE(set.config->endpoints[0].streaming);
+  EXPECT_EQ(set.config->server.sse_keepalive, Millis(500));
+  auto e = only_error(replace(kValid, "    pipeline: p\n", "    pipeline: p\n    streaming: maybe\n"));
+  EXPECT_EQ(e.key, "endpoints[0].streaming");
+}
+
 TEST(Config, TcpAdminNeedsTokenAndLoopback) {
   auto e = only_error(std::string(kValid) + "admin:\n  tcp: 127.0.0.1:9000\n");
   EXPECT_NE(e.message.find("token"), std::string::npos);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -335,6 +336,43 @@ TEST_F(EngineTest, FailedCandidateFallsBackToStable) {
   EXPECT_EQ(s.requested_variant, "failing");
   EXPECT_EQ(s.variant, "serial");
   EXPECT_EQ(s.error_class, "rate_limited");
+}
+
+TEST_F(EngineTest, ObserverIsToldOfItemsFallbacksAndStageEndsBeforeDone) {
+  auto set = plugins(R"(pipelines:
+  p:
+    stages:
+      emit: { variants: { serial: { plugin: emitter, config: { count: 3, interval_ms: 5 } } }, stable: serial }
+      read: { needs: [emit], input: stream, variants: { serial: { plugin: reader } }, stable: serial }
+      s:
+        variants:
+          serial:  { plugin: test_stage, config: { name: stable } }
+          failing: { plugin: test_stage, config: { fail: true, error_class: upstream } }
+        stable: serial
+)");
+  std::mutex mu;
+  std::vector<std::string> told;  // "<kind> <stage>"
+  RunRequest r;
+  r.request_id = "observed";
+  r.pipeline = "p";
+  r.deadline = Clock::now() + std::chrono::seconds(30);
+  r.variants = {{"s", "failing"}};
+  r.observer = [&](const RunEvent& e) {
+    std::lock_guard lock(mu);
+    if (e.kind == RunEvent::Kind::Item) told.push_back("item " + std::string(e.stage) + " " + e.item->at("index").dump());
+    if (e.kind == RunEvent::Kind::StageFallingBack) told.push_back("fallback " + std::string(e.stage) + " " + e.record->error_class);
+    if (e.kind == RunEvent::Kind::StageEnded) told.push_back("end " + std::string(e.stage) + " " + to_string(e.record->status));
+  };
+  const RunResult result = engine_.run_sync(set, std::move(r));
+  ASSERT_TRUE(result.ok) << result.error_message;
+  std::lock_guard lock(mu);  // run_sync returned after done: every stage end was told by then
+  auto at = [&](const std::string& what) { return std::find(told.begin(), told.end(), what) - told.begin(); };
+  const auto n = static_cast<long>(told.size());
+  for (const char* item : {"item emit 0", "item emit 1", "item emit 2"}) EXPECT_LT(at(item), at("end emit ok")) << item;
+  EXPECT_LT(at("item emit 0"), at("item emit 1"));
+  EXPECT_LT(at("fallback s upstream"), at("end s fell_back"));
+  EXPECT_LT(at("end read ok"), n);
+  EXPECT_EQ(std::count_if(told.begin(), told.end(), [](const std::string& t) { return t.rfind("end ", 0) == 0; }), 3);
 }
 
 TEST_F(EngineTest, CandidatePastItsTimeoutFallsBack) {

@@ -147,20 +147,28 @@ class ProviderSim {
   std::thread drain_;
 };
 
-// configs/default.yaml with its providers on the sim, plugins from this build, state in `state_dir`.
-inline std::shared_ptr<pipelined::config::Config> default_config(const ProviderSim& sim, const fs::path& state_dir) {
+// Every `from` in `text` replaced by `to`.
+inline void replace_all(std::string& text, const std::string& from, const std::string& to) {
+  for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) text.replace(at, from.size(), to);
+}
+
+// The text of configs/default.yaml with its providers on the sim, plugins from this build, state in
+// `state_dir` (also what tests that start the daemon binary give it).
+inline std::string default_yaml(const ProviderSim& sim, const fs::path& state_dir) {
   std::string yaml = read_file(source_dir() / "configs/default.yaml");
-  auto replace_all = [&](const std::string& from, const std::string& to) {
-    for (std::size_t at = yaml.find(from); at != std::string::npos; at = yaml.find(from, at + to.size())) yaml.replace(at, from.size(), to);
-  };
-  replace_all("http://127.0.0.1:9090", sim.url());
-  replace_all("plugin_directory: build/plugins", std::string("plugin_directory: ") + PIPELINED_PLUGIN_DIR);
-  replace_all("state_directory: var", "state_directory: " + state_dir.string());
-  replace_all("database: var/pipelined.db", "database: " + (state_dir / "pipelined.db").string());
-  replace_all("database: data/drugs.db", "database: " + (source_dir() / "data/drugs.db").string());
-  replace_all("socket: var/admin.sock", "socket: " + (state_dir / "admin.sock").string());
+  replace_all(yaml, "http://127.0.0.1:9090", sim.url());
+  replace_all(yaml, "plugin_directory: build/plugins", std::string("plugin_directory: ") + PIPELINED_PLUGIN_DIR);
+  replace_all(yaml, "state_directory: var", "state_directory: " + state_dir.string());
+  replace_all(yaml, "database: var/pipelined.db", "database: " + (state_dir / "pipelined.db").string());
+  replace_all(yaml, "database: data/drugs.db", "database: " + (source_dir() / "data/drugs.db").string());
+  replace_all(yaml, "socket: var/admin.sock", "socket: " + (state_dir / "admin.sock").string());
   for (const char* var : {"OPENAI_BASE_URL", "GOOGLE_TRANSLATE_BASE_URL", "GEMINI_BASE_URL"}) unsetenv(var);
-  auto loaded = pipelined::config::load_string(yaml, "configs/default.yaml (test copy)");
+  return yaml;
+}
+
+// default_yaml() parsed.
+inline std::shared_ptr<pipelined::config::Config> default_config(const ProviderSim& sim, const fs::path& state_dir) {
+  auto loaded = pipelined::config::load_string(default_yaml(sim, state_dir), "configs/default.yaml (test copy)");
   if (!loaded.errors.empty()) {
     std::string all;
     for (const auto& e : loaded.errors) all += e.to_string() + "\n";

@@ -228,6 +228,14 @@ TEST_P(MenuStages, SerialAndParallelAgreeAtEveryStage) {
   EXPECT_EQ(ts.raw.peak_in_flight.load(), 1);
   EXPECT_EQ(tp.raw.calls.size(), cat_serial["categories"].size());
   EXPECT_EQ(tr_serial["categories"][0]["translation"], "T(" + cat_serial["categories"][0]["name"].get<std::string>() + ")");
+  // Progress: every item once, translated, with the id describe gives it.
+  ASSERT_EQ(tp.raw.emitted.size(), expected_lines.size());
+  std::set<long long> translated_ids;
+  for (const json& e : tp.raw.emitted) {
+    EXPECT_TRUE(translated_ids.insert(e["id"].get<long long>()).second) << "emitted twice";
+    const json& category = tr_serial["categories"][e["category_index"].get<std::size_t>()];
+    EXPECT_EQ(e["translation"], category["items"][e["item_index"].get<std::size_t>()]["translation"]);
+  }
 
   menu::DescribeConfig dc;
   dc.chunk_size = 4;
@@ -259,6 +267,9 @@ TEST_P(MenuStages, SerialAndParallelAgreeAtEveryStage) {
   ip.raw.join();
   EXPECT_EQ(im_serial, im_parallel);
   EXPECT_EQ(is.raw.peak_in_flight.load(), 1);
+  // Progress: every item once more, with its image.
+  ASSERT_EQ(ip.raw.emitted.size(), expected_lines.size());
+  for (const json& e : ip.raw.emitted) EXPECT_TRUE(e.contains("image_url") && e.contains("description")) << e.dump();
   // Final shape, order of stage 2.
   ASSERT_EQ(im_serial["categories"].size(), cat_serial["categories"].size());
   for (std::size_t c = 0; c < cat_serial["categories"].size(); ++c) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 
@@ -375,6 +376,26 @@ sdk::Task<json> translate(const json& input, const sdk::Context& ctx, const Tran
   }
   std::vector<std::vector<std::string>> translated(texts.size());
   std::vector<std::size_t> failed;  // categories Google Translate did not do
+  // Each item goes out as soon as its category is translated (for progress: server-sent events);
+  // its id is its position in the whole menu, as in describe's items.
+  std::vector<std::size_t> first_id(texts.size(), 0);
+  for (std::size_t i = 1; i < texts.size(); ++i) first_id[i] = first_id[i - 1] + texts[i - 1].size() - 1;
+  auto emit_category = [&](std::size_t i) {
+    const json& c = categories[i];
+    const json items = c.value("items", json::array());
+    for (std::size_t k = 0; k < items.size(); ++k) {
+      sdk::Payload emitted;
+      emitted.json = {{"id", first_id[i] + k},
+                      {"category_index", i},
+                      {"item_index", k},
+                      {"category", c.value("name", "")},
+                      {"category_translation", translated[i][0]},
+                      {"original", items[k].value("name", "")},
+                      {"translation", translated[i][k + 1]},
+                      {"price", items[k].value("price", "")}};
+      ctx.emit(emitted);
+    }
+  };
 
   if (!config.provider.empty()) {
     std::vector<std::string> errors(texts.size());
@@ -384,6 +405,7 @@ sdk::Task<json> translate(const json& input, const sdk::Context& ctx, const Tran
         [&](std::size_t i, const sdk::HttpResponse& r) {
           try {
             translated[i] = translate_result(r, texts[i].size());
+            emit_category(i);
           } catch (const StageError& e) {
             errors[i] = std::string(e.error_class()) + ": " + e.what();
           }
@@ -418,6 +440,7 @@ sdk::Task<json> translate(const json& input, const sdk::Context& ctx, const Tran
         auto answer = keyed_answer(chat_result(r, "menu_translations"), "translations", "translation", ids, "menu_translations");
         translated[i].clear();
         for (long long id : ids) translated[i].push_back(answer[id]);
+        emit_category(i);
       });
 
   json out = json::array();
@@ -551,7 +574,15 @@ json assemble_categories(const std::vector<json>& items) {
 
 sdk::Task<json> images(const sdk::Context& ctx, const ImagesConfig& config, Schedule schedule) {
   std::vector<json> items;
-  auto make = [&](const json& item) {
+  // Copies of the submitted items for the handler, which emits each with its image as it is done
+  // (progress); it cannot read `items`, which grows meanwhile on another thread.
+  std::mutex submitted_mu;
+  std::map<std::size_t, json> submitted;
+  auto make = [&](std::size_t i, const json& item) {
+    {
+      std::lock_guard lock(submitted_mu);
+      submitted[i] = item;
+    }
     std::string description = item.value("description", "");
     if (description.size() > 400) description.resize(400);  // bytes; the model does not mind a cut character
     std::string prompt = "A realistic, appetising photo of " + item.value("translation", "") + " (" +
@@ -567,6 +598,15 @@ sdk::Task<json> images(const sdk::Context& ctx, const ImagesConfig& config, Sche
       results[i].second = std::string(e.error_class()) + ": " + e.what();
       ctx.log(PL_LOG_WARN, "images: item " + std::to_string(i) + ": " + e.what());
     }
+    sdk::Payload emitted;
+    {
+      std::lock_guard lock(submitted_mu);
+      emitted.json = std::move(submitted[i]);
+      submitted.erase(i);
+    }
+    if (results[i].second.empty()) emitted.json["image_url"] = results[i].first;
+    else emitted.json["image_error"] = results[i].second;
+    ctx.emit(emitted);
   };
 
   if (schedule == Schedule::Serial) {
@@ -575,14 +615,14 @@ sdk::Task<json> images(const sdk::Context& ctx, const ImagesConfig& config, Sche
       if (!item) break;
       items.push_back(std::move(item->json));
     }
-    co_await run_requests(ctx, items.size(), Schedule::Serial, [&](std::size_t i) { return make(items[i]); }, handle, 0);
+    co_await run_requests(ctx, items.size(), Schedule::Serial, [&](std::size_t i) { return make(i, items[i]); }, handle, 0);
   } else {
     sdk::RequestSet set(ctx, handle);
     for (;;) {
       std::optional<sdk::Payload> item = co_await ctx.next_item_async();
       if (!item) break;
       items.push_back(std::move(item->json));
-      set.submit(items.size() - 1, make(items.back()));
+      set.submit(items.size() - 1, make(items.size() - 1, items.back()));
     }
     co_await set.finished();
   }
