@@ -79,6 +79,7 @@ struct Connection {
   std::thread reader;
   std::atomic<bool> ended{false};  // the reader saw the runner go
   std::atomic<std::int64_t> rss{0};
+  std::int64_t instance_bytes = 0;  // what the plugin's create() kept in this runner; set before it is shared
 
   std::mutex mu;
   std::map<std::uint64_t, std::shared_ptr<RemoteRun>> runs;
@@ -339,8 +340,8 @@ std::string reap(Connection& c) {
 struct IsolatedVariant::Impl {
   RunnerOptions options;
   const pl_host_services* host = nullptr;
+  // The plugin's identity, from the first runner's Ready (later runners load the same file).
   std::string name, version, stage, variant;
-  std::int64_t instance_bytes = 0;  // of the current runner's instance
 
   mutable std::mutex mu;
   std::condition_variable wake;
@@ -392,8 +393,9 @@ struct IsolatedVariant::Impl {
         ::waitpid(c->pid, &status, 0);
         return nullptr;
       } else if (frame->type == FrameType::Ready) {
-        name = in.str(), version = in.str(), stage = in.str(), variant = in.str();
-        instance_bytes = in.i64();
+        std::string ready[4] = {in.str(), in.str(), in.str(), in.str()};
+        c->instance_bytes = in.i64();
+        if (name.empty()) name = ready[0], version = ready[1], stage = ready[2], variant = ready[3];
         break;
       }
     }
@@ -598,11 +600,12 @@ RunnerStats IsolatedVariant::stats() const {
   s.crashes = impl_->crashes;
   s.restarts = impl_->restarts;
   s.last_crash = impl_->last_crash;
-  s.instance_bytes = impl_->instance_bytes;
+
   if (const auto& c = impl_->current; c && !c->ended) {
     s.up = true;
     s.pid = c->pid;
     s.rss_bytes = c->rss;
+    s.instance_bytes = c->instance_bytes;
     std::lock_guard inner(c->mu);
     s.runs_in_flight = c->runs.size();
   }

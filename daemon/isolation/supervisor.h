@@ -38,10 +38,10 @@ struct RunnerOptions {
 struct RunnerStats {
   int pid = 0;  // 0 while no runner is up
   bool up = false;
-  std::int64_t rss_bytes = 0;  // last sample of the runner's resident set
+  std::int64_t rss_bytes = 0;       // last sample of the runner's resident set
   std::int64_t instance_bytes = 0;  // heap the plugin's create() kept (the runner's accounting)
-  std::uint64_t crashes = 0;   // runners that died or were killed as hung
-  std::uint64_t restarts = 0;  // runners started after the first
+  std::uint64_t crashes = 0;        // runners that died or were killed as hung
+  std::uint64_t restarts = 0;       // runners started after the first
   std::uint64_t runs_in_flight = 0;
   std::string last_crash;  // "signal 11 (Segmentation fault)", "hung: ...", ...
 };

@@ -2,6 +2,7 @@
 // (TEST_PLUGIN_NAME, TEST_STAGE, TEST_VARIANT; see CMakeLists.txt). Config keys, all optional:
 //   output: {...}       merged into the output (output = input JSON + this + plugin fields)
 //   sleep_ms: N         sleeps first, in 2 ms slices, stopping early when cancelled
+//   sleep_sigma: s      the sleep is lognormal: median sleep_ms, sigma s of its logarithm (decision tests)
 //   fail: true          fails every run (test_fail's default)
 //   fail_every: N       fails every N-th run of this instance (1-based: runs N, 2N, ...)
 //   error_class: "x"    class of the failure (default "upstream")
@@ -16,7 +17,10 @@
 #include <pipelined/sdk.hpp>
 
 #include <atomic>
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <random>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -37,7 +41,8 @@ class TestStage : public pipelined::sdk::Stage {
  public:
   explicit TestStage(const nlohmann::json& config)
       : output_(config.value("output", nlohmann::json::object())),
-        sleep_ms_(config.value("sleep_ms", 0)),
+        sleep_ms_(config.value("sleep_ms", 0.0)),
+        sleep_sigma_(config.value("sleep_sigma", 0.0)),
         fail_(config.value("fail", TEST_DEFAULT_FAIL)),
         fail_every_(config.value("fail_every", 0)),
         error_class_(config.value("error_class", std::string(PL_ERR_UPSTREAM))),
@@ -47,11 +52,16 @@ class TestStage : public pipelined::sdk::Stage {
 
   Payload run(const Payload& input, Context& ctx) override {
     const std::string stage = TEST_STAGE;
-    const int sleep_ms = input.json.value(stage + "_sleep_ms", sleep_ms_);
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(sleep_ms);
-    while (std::chrono::steady_clock::now() < until) {
+    const double sleep_ms = input.json.value(stage + "_sleep_ms", sleep_ms_);
+    double sleep_us = 1000.0 * sleep_ms;
+    if (sleep_sigma_ > 0) {
+      thread_local std::mt19937_64 random{std::random_device{}()};
+      sleep_us *= std::exp(std::normal_distribution<double>(0, sleep_sigma_)(random));
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(static_cast<long>(sleep_us));
+    for (auto now = std::chrono::steady_clock::now(); now < until; now = std::chrono::steady_clock::now()) {
       if (ctx.cancelled()) throw StageError(PL_ERR_TIMEOUT, "cancelled while sleeping");
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(2)));
     }
     const long n = ++runs_;
     const std::string misbehave = input.json.value(stage + "_" TEST_VARIANT "_misbehave", misbehave_);
@@ -87,7 +97,8 @@ class TestStage : public pipelined::sdk::Stage {
   }
 
   nlohmann::json output_;
-  int sleep_ms_;
+  double sleep_ms_;
+  double sleep_sigma_;
   bool fail_;
   long fail_every_;
   std::string error_class_;

@@ -514,7 +514,7 @@ TEST_F(RolloutTest, ReportFiguresMatchTheRowsOfOneRollout) {
   const std::int64_t id = start_rollout(c, 50);
   // stable: latencies 100..199 ms, all ok; candidate: 50..99 ms, 2 of 50 failing for users, 3 more rescued.
   for (int i = 0; i < 100; ++i) c.record(row(Arm::Stable, id, true, 100 + i, 100000));
-  for (int i = 0; i < 50; ++i) c.record(row(Arm::Candidate, id, i >= 2, 50 + i, 110000, i < 2 ? "a: timeout" : i < 5 ? "a: crashed" : ""));
+  for (int i = 0; i < 50; ++i) c.record(row(Arm::Candidate, id, i >= 2, 50 + i, 110000, i < 2 ? "a: timeout" : i < 5 ? "a: internal" : ""));
   auto r = c.report({"p", Millis(3600000), 0});
   ASSERT_TRUE(ok(r));
   const json& p = std::get<json>(r)["pipelines"]["p"];
@@ -525,7 +525,7 @@ TEST_F(RolloutTest, ReportFiguresMatchTheRowsOfOneRollout) {
   EXPECT_DOUBLE_EQ(p["arms"]["candidate"]["own_success_rate"].get<double>(), 45.0 / 50);
   EXPECT_EQ(p["arms"]["candidate"]["fallbacks"], 3);
   EXPECT_EQ(p["arms"]["candidate"]["errors_by_class"]["timeout"], 2);
-  EXPECT_EQ(p["arms"]["candidate"]["own_failures_by_class"]["crashed"], 3);
+  EXPECT_EQ(p["arms"]["candidate"]["own_failures_by_class"]["internal"], 3);
   EXPECT_EQ(p["arms"]["candidate"]["stages"]["a"]["fallbacks"], 3);
   EXPECT_NEAR(p["arms"]["stable"]["latency_ms"]["p50"].get<double>(), 149.5, 1e-9);  // median of 100..199
   EXPECT_NEAR(p["arms"]["candidate"]["latency_ms"]["p50"].get<double>(), 74.5, 1e-9);

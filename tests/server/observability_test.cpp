@@ -94,10 +94,14 @@ TEST_F(ObservabilityTest, MetricsCountRequestsStagesAndRollout) {
   EXPECT_EQ(client.request(http::verb::post, "/run", "{\"bad\": ").result_int(), 400);
 
   const std::string ok = R"(pipelined_requests_total{pipeline="p",endpoint="/run",arm="stable",outcome="ok"})";
-  const auto text = scrape_until(ok, 3);
+  const std::string error = R"(pipelined_requests_total{pipeline="broken",endpoint="/fail",arm="stable",outcome="error"})";
+  const std::string rejected = R"(pipelined_requests_total{pipeline="p",endpoint="/run",arm="none",outcome="rejected"})";
+  scrape_until(ok, 3);
+  scrape_until(error, 1);
+  const auto text = scrape_until(rejected, 1);  // each counter moves just after its response is sent
   EXPECT_EQ(sample(text, ok), 3) << text;
-  EXPECT_EQ(sample(text, R"(pipelined_requests_total{pipeline="broken",endpoint="/fail",arm="stable",outcome="error"})"), 1) << text;
-  EXPECT_EQ(sample(text, R"(pipelined_requests_total{pipeline="p",endpoint="/run",arm="none",outcome="rejected"})"), 1) << text;
+  EXPECT_EQ(sample(text, error), 1) << text;
+  EXPECT_EQ(sample(text, rejected), 1) << text;
   EXPECT_EQ(sample(text, R"(pipelined_request_duration_seconds_count{pipeline="p",arm="stable"})"), 3) << text;
   EXPECT_EQ(sample(text, R"(pipelined_request_duration_seconds_bucket{pipeline="p",arm="stable",le="+Inf"})"), 3) << text;
   EXPECT_EQ(sample(text, R"(pipelined_stage_duration_seconds_count{pipeline="p",stage="echo",variant="serial"})"), 3) << text;

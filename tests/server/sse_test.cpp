@@ -25,9 +25,10 @@ class SseTest : public ::testing::Test {
     auto failing_candidates = [](std::string& yaml) {
       harness::replace_all(yaml, "\nproviders:\n",
                            "\nproviders:\n  dead:\n    base_url: http://127.0.0.1:1/v1\n    api_key: none\n    max_retries: 0\n");
-      harness::replace_all(yaml, "menu_translate_parallel, config: { provider: google_translate, fallback_provider: openai",
-                           "menu_translate_parallel, config: { provider: dead, fallback_provider: \"\"");
-      harness::replace_all(yaml, "medicine_ocr_parallel, config: { provider: gemini", "medicine_ocr_parallel, config: { provider: dead");
+      harness::replace_all(yaml, "menu_translate_parallel, isolation: process, config: { provider: google_translate, fallback_provider: openai",
+                           "menu_translate_parallel, isolation: process, config: { provider: dead, fallback_provider: \"\"");
+      harness::replace_all(yaml, "medicine_ocr_parallel, isolation: process, config: { provider: gemini",
+                           "medicine_ocr_parallel, isolation: process, config: { provider: dead");
       harness::replace_all(yaml, "      ocr:\n        variants:\n          serial:   { plugin: medicine_ocr_serial",
                            "      ocr:\n        fallback: false\n        variants:\n          serial:   { plugin: medicine_ocr_serial");
     };
