@@ -2,7 +2,7 @@
 // test_echo) run through the engine, in-process against isolated (the same plugin in a runner
 // process), the two interleaved in one run so machine noise falls on both alike.
 //
-//   build/bench/isolation_bench [--requests 5000] [--payload-kb 0]
+//   build/bench/isolation_bench [--requests 5000] [--payload-kb 0]   (payload: an attachment of that size)
 #include "daemon/config/config.h"
 #include "daemon/engine/engine.h"
 #include "daemon/plugin_host/plugin_host.h"
@@ -65,7 +65,8 @@ int main(int argc, char** argv) {
     std::cerr << errors.front().to_string() << "\n";
     return 1;
   }
-  const std::string filler(static_cast<std::size_t>(payload_kb) * 1024, 'x');
+  // An image-like attachment: the stage hands it back, so it crosses the socket both ways.
+  const auto image = std::make_shared<const std::string>(static_cast<std::size_t>(payload_kb) * 1024, 'x');
   std::vector<double> in_process_us, isolated_us;
   for (int i = 0; i < requests + 200; ++i) {  // the first 200 of each warm up
     for (const char* variant : {"serial", "parallel"}) {
@@ -73,7 +74,8 @@ int main(int argc, char** argv) {
       r.request_id = "bench";
       r.pipeline = "noop";
       r.deadline = Clock::now() + std::chrono::seconds(10);
-      r.input.json = {{"n", i}, {"filler", filler}};
+      r.input.json = {{"n", i}};
+      if (payload_kb > 0) r.input.attachments = {{"image", "image/png", image}};
       r.variants = {{"echo", variant}};
       const auto start = Clock::now();
       const auto result = engine.run_sync(host.current(), std::move(r));
@@ -85,7 +87,7 @@ int main(int argc, char** argv) {
       if (i >= 200) (std::string(variant) == "serial" ? in_process_us : isolated_us).push_back(us);
     }
   }
-  std::printf("## isolation: one no-op stage call, %d requests each, payload %d KiB\n\n", requests, payload_kb);
+  std::printf("## isolation: one no-op stage call, %d requests each, attachment %d KiB\n\n", requests, payload_kb);
   std::printf("| variant | p50 us | p90 us | p99 us |\n|---|---|---|---|\n");
   std::printf("| in-process | %.1f | %.1f | %.1f |\n", percentile(in_process_us, 0.5), percentile(in_process_us, 0.9),
               percentile(in_process_us, 0.99));

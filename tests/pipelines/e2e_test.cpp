@@ -146,6 +146,36 @@ TEST_F(PipelinesE2E, EveryCombinationOfMenuVariantsGivesTheSameItems) {
   }
 }
 
+// configs/default.yaml runs the candidates in runner processes (isolation: process); the same plugins
+// loaded into the daemon answer exactly the same, for both pipelines.
+TEST_F(PipelinesE2E, IsolatedAndInProcessCandidatesAnswerTheSame) {
+  auto isolated_config = harness::default_config(*sim_, state_dir("isolated"));
+  auto local_config = std::make_shared<pipelined::config::Config>(*isolated_config);
+  local_config->state_directory = state_dir("in-process").string();
+  int isolated_variants = 0;
+  for (auto& p : local_config->pipelines)
+    for (auto& st : p.stages)
+      for (auto& v : st.variants) {
+        isolated_variants += v.isolation == pipelined::config::VariantConfig::Isolation::Process;
+        v.isolation = pipelined::config::VariantConfig::Isolation::InProcess;
+      }
+  EXPECT_EQ(isolated_variants, 6);
+  harness::Stack isolated(isolated_config), local(local_config);
+  const auto menu = harness::fixture("menus/menu_ja_12.png");
+  RunResult a = isolated.run("menu", {menu}, isolated.all("menu", "parallel"));
+  RunResult b = local.run("menu", {menu}, local.all("menu", "parallel"));
+  ASSERT_TRUE(a.ok) << describe(a);
+  ASSERT_TRUE(b.ok) << describe(b);
+  for (const auto& st : a.stages) EXPECT_EQ(st.variant, "parallel") << st.stage << " fell back: " << st.error_message;
+  EXPECT_EQ(a.outputs.at("images").json, b.outputs.at("images").json);
+  const std::vector<pipelined::sdk::Attachment> files = {harness::fixture("medicine/medicine_1.png"), harness::fixture("medicine/medicine_2.png")};
+  RunResult c = isolated.run("medicine", files, isolated.all("medicine", "parallel"));
+  RunResult d = local.run("medicine", files, local.all("medicine", "parallel"));
+  ASSERT_TRUE(c.ok) << describe(c);
+  ASSERT_TRUE(d.ok) << describe(d);
+  EXPECT_EQ(c.outputs.at("analysis").json, d.outputs.at("analysis").json);
+}
+
 TEST_F(PipelinesE2E, MenusOfBothLanguagesAndSizesComeThroughWhole) {
   harness::Stack stack(harness::default_config(*sim_, state_dir("sizes")));
   for (const std::string fixture : {"menu_ja_1", "menu_ja_12", "menu_zh_8", "menu_zh_20", "menu_ja_60"}) {
