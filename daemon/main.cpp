@@ -5,6 +5,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <cstdio>
 
 #include "daemon/config/config.h"
@@ -33,6 +34,9 @@ int main(int argc, char** argv) {
     if (loaded.errors.empty()) std::printf("%s: ok\n", config_path.c_str());
     return loaded.errors.empty() ? 0 : 2;
   }
+  // A file size limit (systemd's LimitFSIZE=, a quota) must fail the write that passes it, which the
+  // metrics writer counts as a lost batch, not kill the daemon with SIGXFSZ's default action.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     pipelined::server::Daemon daemon(config_path);
     return daemon.run();

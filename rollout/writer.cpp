@@ -3,6 +3,9 @@
 #include <SQLiteCpp/VariadicBind.h>
 #include <sqlite3.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "rollout/columns.h"
 #include "rollout/store.h"
@@ -89,7 +92,23 @@ namespace {
 
 enum class Loss { None, Locked, DiskFull, Unavailable };
 
-Loss classify(int code) {
+// Whether an I/O error is a full disk by another name: SQLite reports a write that failed with
+// EFBIG (a file size limit) or EDQUOT as a plain I/O error, and its errno is gone by the time the
+// exception is caught. So look: no free blocks, or a database file at the file size limit.
+bool out_of_room(const std::string& path) {
+  struct statvfs fs {};
+  if (::statvfs(path.c_str(), &fs) == 0 && fs.f_bavail == 0) return true;
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_FSIZE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return false;
+  for (const char* suffix : {"", "-wal", "-journal"}) {
+    struct stat st {};
+    if (::stat((path + suffix).c_str(), &st) == 0 && static_cast<rlim_t>(st.st_size) >= limit.rlim_cur) return true;
+  }
+  return false;
+}
+
+Loss classify(int code, const std::string& path) {
+  if ((code & 0xFF) == SQLITE_IOERR && out_of_room(path)) return Loss::DiskFull;
   switch (code & 0xFF) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
@@ -143,13 +162,30 @@ void RowWriter::write(std::vector<Row>& batch) {
   Loss loss = Loss::None;
   for (int attempt = 0; attempt < 3; ++attempt) {
     try {
-      if (!db_) db_ = open_database(path_);
+      // A database file removed or replaced under the open connection: writing on would go to an
+      // inode no one reads, counted as written. Reopen the path, but do not create it again (the
+      // controller's own connection still reads the old one): until it is back, rows are lost.
+      struct stat st {};
+      const bool present = ::stat(path_.c_str(), &st) == 0;
+      if (db_ && (!present || st.st_dev != db_device_ || st.st_ino != db_inode_)) {
+        spdlog::warn("metrics writer: {} was removed or replaced; reopening it", path_);
+        db_.reset();
+      }
+      if (!db_) {
+        if (opened_ && !present) throw std::runtime_error("metrics database " + path_ + " was removed (rows are lost until it is back)");
+        db_ = open_database(path_);
+        opened_ = true;
+        if (::stat(path_.c_str(), &st) == 0) {
+          db_device_ = st.st_dev;
+          db_inode_ = st.st_ino;
+        }
+      }
       insert(*db_, batch);
       std::lock_guard lock(mu_);
       counters_.written += batch.size();
       return;
     } catch (const SQLite::Exception& e) {
-      loss = classify(e.getErrorCode());
+      loss = classify(e.getErrorCode(), path_);
       spdlog::warn("metrics writer: {} rows not written yet: {}", batch.size(), e.what());
       if (loss != Loss::Locked) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(50 << attempt));

@@ -64,6 +64,8 @@ class RowWriter {
   std::uint64_t pushed_ = 0, done_ = 0;  // rows accepted, rows written or lost
   WriterCounters counters_;
   std::unique_ptr<SQLite::Database> db_;
+  bool opened_ = false;                       // db_ was opened once: a missing file is not created again
+  std::uint64_t db_device_ = 0, db_inode_ = 0;  // the file db_ has open
   std::thread thread_;
 };
 

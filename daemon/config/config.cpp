@@ -227,7 +227,8 @@ void read_endpoint(Reader& r, const YAML::Node& node, const std::string& key, En
                              {"files_field", [&](auto& fn, auto& fk) { r.read(fn, fk, e.files_field); }}});
                }},
               {"response", [&](auto& n, auto& k) { e.response = r.to_json(n, k); }},
-              {"streaming", [&](auto& n, auto& k) { r.read(n, k, e.streaming); }}});
+              {"streaming", [&](auto& n, auto& k) { r.read(n, k, e.streaming); }},
+              {"max_concurrent", [&](auto& n, auto& k) { r.read_int(n, k, e.max_concurrent, 0, 1000000); }}});
   if (e.path.empty()) r.error(node, key, "an endpoint needs 'path'");
   if (e.pipeline.empty()) r.error(node, key, "an endpoint needs 'pipeline'");
 }
@@ -253,7 +254,8 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
                      {"drain_timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.drain_timeout, 0); }},
                      {"request_log", [&](auto& fn, auto& fk) { r.read(fn, fk, s.request_log); }},
                      {"sse_keepalive_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, s.sse_keepalive); }},
-                     {"demo", [&](auto& fn, auto& fk) { r.read(fn, fk, s.demo); }}});
+                     {"demo", [&](auto& fn, auto& fk) { r.read(fn, fk, s.demo); }},
+                     {"max_request_memory_mb", [&](auto& fn, auto& fk) { r.read_int(fn, fk, s.max_request_memory_mb, 0, 1LL << 30); }}});
        }},
       {"admin", [&](auto& n, auto& k) {
          admin_node = n;

@@ -34,6 +34,8 @@ struct ServerConfig {
   Millis sse_keepalive{15000};
   // GET /demo/ on the frontend listener: a page that streams a menu translation (off in production).
   bool demo = false;
+  // A request whose heap account passes this fails with class "memory" (HTTP 507); 0: no cap.
+  std::int64_t max_request_memory_mb = 2048;
 };
 
 struct AdminConfig {
@@ -118,6 +120,9 @@ struct EndpointConfig {
   // A request with "Accept: text/event-stream" gets server-sent events (progress, then the body as
   // a `result` event); false: it gets the plain response like any other request.
   bool streaming = true;
+  // Requests running at once on this endpoint; one more is answered 503 with Retry-After without
+  // running the pipeline. 0: unlimited.
+  int max_concurrent = 64;
 };
 
 struct RolloutConfig {

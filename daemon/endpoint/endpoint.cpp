@@ -223,6 +223,8 @@ int status_for(const engine::RunResult& result) {
   if (c == PL_ERR_UPSTREAM || c == PL_ERR_RATE_LIMITED || c == PL_ERR_MALFORMED) return 502;
   if (c == PL_ERR_TIMEOUT) return 504;
   if (c == PL_ERR_INVALID_INPUT) return 422;
+  // 507, not 503: the same request would pass the cap again, so it must not invite a retry.
+  if (c == PL_ERR_MEMORY) return 507;
   return 500;
 }
 

@@ -39,6 +39,9 @@ struct RunRequest {
   std::map<std::string, std::string> variants;
   // Set to true to cancel (client went away, daemon draining past its timeout).
   std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+  // Heap cap of the whole request (0: none). Past it the request is cancelled and fails with class
+  // PL_ERR_MEMORY; heap a plugin's runner process (isolation: process) uses is not counted here.
+  std::int64_t memory_limit_bytes = 0;
   // Optional: told as stages end or fall back and as stages emit items (RunEvent), for a caller that
   // shows progress. Called on pool and plugin threads, never under an engine lock, possibly from
   // several stages at once: it must be cheap and thread-safe. Every call for a stage end happens

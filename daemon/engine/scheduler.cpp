@@ -26,6 +26,8 @@ void Scheduler::run(std::shared_ptr<const plugin_host::PluginSet> plugins, RunRe
   run->plugins = std::move(plugins);
   run->request = std::move(request);
   run->done = std::move(done);
+  run->account.limit = run->request.memory_limit_bytes;
+  run->account.cancel = run->request.cancelled.get();
   run->pipeline = run->plugins && run->plugins->config ? run->plugins->config->pipeline(run->request.pipeline) : nullptr;
   if (run->pipeline == nullptr) {
     RunResult r;
@@ -202,6 +204,14 @@ std::string deadline_message(const pl_run_context& ctx) {
   return ctx.stage_timeout_limits ? "stage timeout of " + std::to_string(ctx.stage->config->timeout->count()) + " ms passed"
                                   : "request deadline passed";
 }
+
+// The memory cap cancels the request; whatever an attempt reports after that (a cancellation, a
+// timeout, even an output) is failed as the cap's doing, so the cause is not lost.
+bool over_memory(const RequestRun& run) { return run.account.exceeded.load(std::memory_order_relaxed); }
+
+std::string memory_message(const RequestRun& run) {
+  return "the request passed its memory cap of " + std::to_string(run.account.limit >> 20) + " MiB";
+}
 }  // namespace
 
 // The plugin ended the run: its output, or why it failed.
@@ -218,7 +228,11 @@ void Scheduler::finish_attempt(pl_run_context* ctx, int rc) {
   // returns. Past the stage's own timeout the attempt counts as failed even if it produced output.
   const bool timed_out = Clock::now() >= ctx->deadline;
   bool ok = false;
-  if (rc == PL_RUN_OK && !timed_out && (ctx->output || !ctx->emitted.empty())) {
+  if (over_memory(*run)) {
+    rec.status = StageStatus::Failed;
+    rec.error_class = PL_ERR_MEMORY;
+    rec.error_message = memory_message(*run);
+  } else if (rc == PL_RUN_OK && !timed_out && (ctx->output || !ctx->emitted.empty())) {
     if (ctx->output) {
       stage.output = std::move(*ctx->output);
     } else {
@@ -254,8 +268,10 @@ void Scheduler::abandon(pl_run_context* ctx) {
   StageRecord& rec = stage.record;
   stage.peak = std::max(stage.peak, ctx->account->peak_bytes());
   rec.status = StageStatus::Failed;
-  rec.error_class = PL_ERR_TIMEOUT;
-  rec.error_message = run->request.cancelled->load() ? "request cancelled" : deadline_message(*ctx);
+  rec.error_class = over_memory(*run) ? PL_ERR_MEMORY : PL_ERR_TIMEOUT;
+  rec.error_message = over_memory(*run)                ? memory_message(*run)
+                      : run->request.cancelled->load() ? "request cancelled"
+                                                       : deadline_message(*ctx);
   if (stage.stream_source != nullptr) stage.stream_source->emitted->wake_reader(ctx);
   attempt_ended(run, stage, false);
   release(ctx);
@@ -349,6 +365,11 @@ void Scheduler::maybe_finish(const std::shared_ptr<RequestRun>& run, std::unique
   }
   r.ok = r.missing.empty();
   r.partial = !r.ok && !failed_hard;
+  if (over_memory(*run)) {  // even when every stage got its output in: the cap is hard
+    r.ok = r.partial = false;
+    r.error_class = PL_ERR_MEMORY;
+    r.error_message = memory_message(*run);
+  }
   if (r.partial) {
     r.error_class.clear();
     r.error_message.clear();

@@ -14,12 +14,21 @@ namespace {
 constinit thread_local MemoryAccount* t_current = nullptr;
 }  // namespace
 
+namespace {
+// Off the hot path: charge() only compares against the limit.
+[[gnu::noinline]] void over_limit(MemoryAccount& a) {
+  if (a.exceeded.exchange(true, std::memory_order_relaxed)) return;
+  if (a.cancel != nullptr) a.cancel->store(true, std::memory_order_relaxed);
+}
+}  // namespace
+
 void MemoryAccount::charge(std::int64_t bytes) {
   for (MemoryAccount* a = this; a != nullptr; a = a->parent) {
     const std::int64_t now = a->current.fetch_add(bytes, std::memory_order_relaxed) + bytes;
     std::int64_t seen = a->peak.load(std::memory_order_relaxed);
     while (now > seen && !a->peak.compare_exchange_weak(seen, now, std::memory_order_relaxed)) {
     }
+    if (a->limit > 0 && now > a->limit) over_limit(*a);
   }
 }
 

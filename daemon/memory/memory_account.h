@@ -17,6 +17,12 @@ struct MemoryAccount {
   std::atomic<std::int64_t> current{0};
   std::atomic<std::int64_t> peak{0};
   MemoryAccount* parent = nullptr;  // stage account charges its request account too
+  // A request's cap (0: none). Passing it sets `exceeded` and `cancel` once; the allocation itself
+  // still succeeds, so the request stops at its next cancellation check instead of the allocator
+  // throwing into code that may not expect it.
+  std::int64_t limit = 0;
+  std::atomic<bool>* cancel = nullptr;
+  std::atomic<bool> exceeded{false};
 
   void charge(std::int64_t bytes);
   void release(std::int64_t bytes);

@@ -27,7 +27,7 @@ RequestSeries::RequestSeries(Registry& r)
 void RequestSeries::request(const std::string& pipeline, const std::string& endpoint, const std::string& arm,
                             const std::string& outcome, std::chrono::microseconds elapsed) {
   Registry::add(requests_, {pipeline, endpoint, arm, outcome});
-  if (outcome != "rejected") Registry::observe(request_duration_, {pipeline, arm}, seconds(elapsed));
+  if (outcome != "rejected" && outcome != "overloaded") Registry::observe(request_duration_, {pipeline, arm}, seconds(elapsed));
 }
 
 void RequestSeries::stage(const std::string& pipeline, const std::string& stage, const std::string& variant,

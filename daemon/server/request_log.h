@@ -19,6 +19,9 @@ class RequestLog {
   // `target`: "stderr" or a file path. Throws std::runtime_error when the file cannot be opened.
   explicit RequestLog(const std::string& target);
   void write(const rollout::RequestRecord& record, const std::string& endpoint) const;
+  // A request refused before an arm was chosen (outcome "overloaded"): no run, arm "none".
+  void write_refused(const std::string& request_id, const std::string& pipeline, const std::string& endpoint, int status,
+                     const std::string& outcome) const;
 
  private:
   std::shared_ptr<spdlog::logger> logger_;

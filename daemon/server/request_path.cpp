@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <random>
+#include <utility>
 
 #include "daemon/endpoint/endpoint.h"
 #include "daemon/server/event_stream.h"
@@ -15,7 +16,47 @@ namespace http = boost::beast::http;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
+// One request's place under its endpoint's max_concurrent, given back when the response is out
+// (not when the Exchange ends: a shadow run keeps that after the answer).
+class RequestPath::Slot {
+ public:
+  Slot() = default;
+  Slot(RequestPath* path, std::string key) : path_(path), key_(std::move(key)), taken_(true) {}
+  Slot(Slot&& o) noexcept : path_(std::exchange(o.path_, nullptr)), key_(std::move(o.key_)), taken_(o.taken_) {}
+  Slot& operator=(Slot&& o) noexcept {
+    release();
+    path_ = std::exchange(o.path_, nullptr);
+    key_ = std::move(o.key_);
+    taken_ = o.taken_;
+    return *this;
+  }
+  explicit operator bool() const { return taken_; }  // false: the endpoint is full
+  ~Slot() { release(); }
+  void release() {
+    if (path_ == nullptr) return;
+    std::lock_guard lock(path_->running_mu_);
+    --path_->running_[key_];
+    path_ = nullptr;
+  }
+
+ private:
+  RequestPath* path_ = nullptr;  // null when nothing is to be given back (no cap, or refused)
+  std::string key_;
+  bool taken_ = false;
+};
+
+RequestPath::Slot RequestPath::take_slot(const config::EndpointConfig& endpoint) {
+  if (endpoint.max_concurrent == 0) return Slot(nullptr, {});
+  std::string key = endpoint.method + " " + endpoint.path;
+  std::lock_guard lock(running_mu_);
+  int& running = running_[key];
+  if (running >= endpoint.max_concurrent) return Slot();
+  ++running;
+  return Slot(this, std::move(key));
+}
+
 struct RequestPath::Exchange {
+  Slot slot;
   Reply reply;
   unsigned version = 11;
   bool keep_alive = true;
@@ -50,6 +91,19 @@ void RequestPath::serve(Request&& req, Reply reply, std::shared_ptr<const plugin
   const std::uint64_t serial = next_serial_++;
   std::string request_id(req["X-Request-Id"]);
   if (request_id.empty() || request_id.size() > 128) request_id = id_prefix_ + "-" + std::to_string(serial);
+  Slot slot = take_slot(endpoint);
+  if (!slot) {
+    // Refused before the body is parsed or an arm chosen: the guardrails never see it, and it costs
+    // the process next to nothing. A plain 503 even to an event-stream client, so the status and
+    // Retry-After are where a retrying client looks.
+    metrics_.request(endpoint.pipeline, endpoint.path, "none", "overloaded", {});
+    if (log_ != nullptr) log_->write_refused(request_id, endpoint.pipeline, endpoint.path, 503, "overloaded");
+    auto r = error_response(version, keep_alive, 503,
+                            endpoint.path + " is running its maximum of " + std::to_string(endpoint.max_concurrent) + " requests");
+    r.set(http::field::retry_after, "1");
+    r.set("X-Request-Id", request_id);
+    return reply(std::move(r));
+  }
   auto input = endpoint::build_input(endpoint, req[http::field::content_type], req.body());
   if (auto* e = std::get_if<endpoint::HttpError>(&input)) {
     metrics_.request(endpoint.pipeline, endpoint.path, "none", "rejected", {});
@@ -59,6 +113,7 @@ void RequestPath::serve(Request&& req, Reply reply, std::shared_ptr<const plugin
   }
 
   auto x = std::make_shared<Exchange>();
+  x->slot = std::move(slot);
   x->reply = std::move(reply);
   x->version = version;
   x->keep_alive = keep_alive;
@@ -103,6 +158,7 @@ void RequestPath::start_run(const std::shared_ptr<Exchange>& x, std::map<std::st
   run.request_id = x->request_id;
   run.pipeline = x->endpoint->pipeline;
   run.deadline = x->started + x->plugins->config->server.request_timeout;
+  run.memory_limit_bytes = x->plugins->config->server.max_request_memory_mb << 20;
   run.input = x->input;
   run.variants = std::move(variants);
   if (x->events) run.observer = [events = x->events](const engine::RunEvent& e) { events->progress(e); };
@@ -128,6 +184,7 @@ void RequestPath::finish(const std::shared_ptr<Exchange>& x, engine::RunResult r
     std::lock_guard lock(inflight_mu_);
     inflight_.erase(x->serial);
   }
+  x->slot.release();
   const int status = endpoint::status_for(r);
   endpoint::ResponseMeta meta{x->request_id, std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - x->started), {}};
   for (const auto& s : r.stages)
@@ -169,6 +226,7 @@ void RequestPath::run_shadow(const std::shared_ptr<Exchange>& x, json stable_bod
   run.request_id = x->request_id + "-shadow";
   run.pipeline = x->endpoint->pipeline;
   run.deadline = Clock::now() + x->plugins->config->server.request_timeout;
+  run.memory_limit_bytes = x->plugins->config->server.max_request_memory_mb << 20;
   run.input = x->input;
   run.variants = x->assignment.shadow_variants;
   const auto shadow_started = Clock::now();

@@ -36,6 +36,8 @@ class RequestPath {
 
  private:
   struct Exchange;
+  class Slot;
+  Slot take_slot(const config::EndpointConfig& endpoint);
   void open_events(const std::shared_ptr<Exchange>& x);
   void start_run(const std::shared_ptr<Exchange>& x, std::map<std::string, std::string> variants);
   void finish(const std::shared_ptr<Exchange>& x, engine::RunResult result);
@@ -51,6 +53,9 @@ class RequestPath {
   std::atomic<int> shadows_{0};
   std::atomic<bool> draining_{false};
   std::string id_prefix_;
+  // Requests running per endpoint ("METHOD path"), against its max_concurrent.
+  std::mutex running_mu_;
+  std::map<std::string, int> running_;
 };
 
 }  // namespace pipelined::server

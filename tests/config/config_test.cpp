@@ -161,6 +161,21 @@ TEST(Config, ServerSentEventKeys) {
   EXPECT_EQ(e.key, "endpoints[0].streaming");
 }
 
+TEST(Config, ProcessLimits) {
+  auto defaults = load_string(kValid);
+  ASSERT_TRUE(defaults.errors.empty());
+  EXPECT_EQ(defaults.config->endpoints[0].max_concurrent, 64);
+  EXPECT_EQ(defaults.config->server.max_request_memory_mb, 2048);
+  auto off = load_string(replace(replace(kValid, "    pipeline: p\n", "    pipeline: p\n    max_concurrent: 0\n"), "listen: 127.0.0.1:0",
+                                 "listen: 127.0.0.1:0\n  max_request_memory_mb: 0"));
+  ASSERT_TRUE(off.errors.empty()) << off.errors.front().to_string();
+  EXPECT_EQ(off.config->endpoints[0].max_concurrent, 0);  // 0: no cap, for both
+  EXPECT_EQ(off.config->server.max_request_memory_mb, 0);
+  EXPECT_EQ(only_error(replace(kValid, "    pipeline: p\n", "    pipeline: p\n    max_concurrent: -1\n")).key, "endpoints[0].max_concurrent");
+  EXPECT_EQ(only_error(replace(kValid, "listen: 127.0.0.1:0", "listen: 127.0.0.1:0\n  max_request_memory_mb: lots")).key,
+            "server.max_request_memory_mb");
+}
+
 TEST(Config, TcpAdminNeedsTokenAndLoopback) {
   auto e = only_error(std::string(kValid) + "admin:\n  tcp: 127.0.0.1:9000\n");
   EXPECT_NE(e.message.find("token"), std::string::npos);

@@ -33,6 +33,22 @@ TEST(MemoryAccount, ChildChargesItsParent) {
   EXPECT_EQ(request.peak_bytes(), 80);
 }
 
+TEST(MemoryAccount, PassingTheLimitSetsExceededAndTheCancelFlag) {
+  std::atomic<bool> cancel{false};
+  MemoryAccount request;
+  request.limit = 100;
+  request.cancel = &cancel;
+  MemoryAccount stage;
+  stage.parent = &request;
+  stage.charge(100);  // at the limit is not past it
+  EXPECT_FALSE(request.exceeded.load());
+  EXPECT_FALSE(cancel.load());
+  stage.charge(1);
+  EXPECT_TRUE(request.exceeded.load());
+  EXPECT_TRUE(cancel.load());
+  EXPECT_FALSE(stage.exceeded.load());  // the stage account has no limit of its own
+}
+
 TEST(MemoryAccount, ScopedAccountNestsAndRestores) {
   MemoryAccount outer, inner;
   EXPECT_EQ(current(), nullptr);

@@ -6,7 +6,8 @@
 //   fail: true          fails every run (test_fail's default)
 //   fail_every: N       fails every N-th run of this instance (1-based: runs N, 2N, ...)
 //   error_class: "x"    class of the failure (default "upstream")
-//   allocate_mb: N      holds N MiB for the duration of the run (memory attribution tests)
+//   allocate_mb: N      holds N MiB for the duration of the run (memory attribution tests), taken
+//                       1 MiB at a time, stopping when cancelled; "<stage>_allocate_mb" per request
 //   misbehave: "segfault" | "abort" | "hang" | "allocate"   what a buggy candidate does (isolation
 //                       tests): raise SIGSEGV, abort(), never return (ignoring cancellation), or
 //                       allocate without bound (until operator new fails, at most 8 GiB)
@@ -68,7 +69,15 @@ class TestStage : public pipelined::sdk::Stage {
     if (!misbehave.empty() && misbehave_every_ > 0 && n % misbehave_every_ == 0) misbehave_now(misbehave);
     if (input.json.value(stage + "_fail", fail_) || (fail_every_ > 0 && n % fail_every_ == 0))
       throw StageError(error_class_, std::string(TEST_PLUGIN_NAME) + " failed as configured");
-    std::vector<char> held(static_cast<std::size_t>(allocate_mb_) << 20, 'm');
+    // 1 MiB at a time, checking cancellation like a stage that builds a large result should: the
+    // daemon's per-request memory cap cancels the request when it is passed.
+    const int allocate_mb = input.json.value(stage + "_allocate_mb", allocate_mb_);
+    std::vector<std::unique_ptr<char[]>> chunks;
+    for (int i = 0; i < allocate_mb; ++i) {
+      if (ctx.cancelled()) throw StageError(PL_ERR_TIMEOUT, "cancelled while allocating");
+      chunks.emplace_back(new char[1 << 20]);
+      std::memset(chunks.back().get(), 'm', 1 << 20);
+    }
 
     Payload out;
     out.json = input.json.is_object() ? input.json : nlohmann::json::object();
@@ -76,7 +85,7 @@ class TestStage : public pipelined::sdk::Stage {
     out.json["plugin"] = TEST_PLUGIN_NAME;
     out.json["plugin_version"] = TEST_PLUGIN_VERSION;
     out.json["variant"] = TEST_VARIANT;
-    out.json["held_bytes"] = held.size();
+    out.json["held_bytes"] = chunks.size() << 20;
     out.attachments = input.attachments;
     return out;
   }

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -180,6 +181,15 @@ inline HttpResponse admin_request(const std::string& socket_path, http::verb met
   HttpResponse res;
   http::read(socket, buffer, res);
   return res;
+}
+
+// The line of the admin listener's GET /metrics that starts with `series` (a name, or a name with
+// its label set); "" when there is none.
+inline std::string admin_metric(const std::string& socket_path, const std::string& series) {
+  std::istringstream text(admin_request(socket_path, http::verb::get, "/metrics").body());
+  for (std::string line; std::getline(text, line);)
+    if (line.rfind(series, 0) == 0) return line;
+  return "";
 }
 
 }  // namespace pipelined::testing

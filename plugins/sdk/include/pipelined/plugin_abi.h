@@ -91,6 +91,7 @@ typedef enum pl_item_status {
 #define PL_ERR_RATE_LIMITED "rate_limited" /* provider 429 after retries */
 #define PL_ERR_MALFORMED "malformed"       /* provider answered with a body we could not parse */
 #define PL_ERR_INTERNAL "internal"         /* bug or exception inside the plugin */
+#define PL_ERR_MEMORY "memory" /* set by the host: the request passed its heap cap (server.max_request_memory_mb) */
 #define PL_ERR_CRASHED "crashed" /* set by the host: the plugin's runner process died or hung (isolation: process) */
 
 enum pl_log_level { PL_LOG_DEBUG = 0, PL_LOG_INFO = 1, PL_LOG_WARN = 2, PL_LOG_ERROR = 3 };
