@@ -258,8 +258,15 @@ void svc_complete(pl_run_context* ctx, int status) {
 }
 
 int svc_post(pl_run_context* ctx, void (*fn)(void*), void* arg) {
-  memory::ScopedAccount scope(of(ctx)->account.get());  // carried into the task by the pool
-  g_runner->pool->submit([fn, arg] { fn(arg); });
+  // The task often completes the run, which frees the Run and with it the account the pool would
+  // carry as a plain pointer: the task holds the account itself, so what fn frees after complete()
+  // is still released from a live account.
+  std::shared_ptr<memory::MemoryAccount> account = of(ctx)->account;
+  memory::ScopedAccount none(nullptr);  // the pool carries no account into this task
+  g_runner->pool->submit([fn, arg, account = std::move(account)] {
+    memory::ScopedAccount scope(account.get());
+    fn(arg);
+  });
   return PL_OK;
 }
 

@@ -71,16 +71,21 @@ TEST_F(LimitsTest, RequestsPastMaxConcurrentGet503WithRetryAfter) {
 
   EXPECT_EQ(metric(R"(pipelined_requests_total{pipeline="slow",endpoint="/sleep",arm="none",outcome="overloaded"})"),
             R"(pipelined_requests_total{pipeline="slow",endpoint="/sleep",arm="none",outcome="overloaded"} 2)");
-  std::ifstream log(dir_ / "requests.log");
   int overloaded = 0, ok = 0;
-  for (std::string line; std::getline(log, line);) {
-    const auto j = json::parse(line);
-    if (j["outcome"] == "overloaded") {
-      ++overloaded;
-      EXPECT_EQ(j["status"], 503);
-      EXPECT_EQ(j["arm"], "none");
+  // A request's log line is written just after its response is sent: read until all 7 are there.
+  for (int attempt = 0; attempt < 100 && overloaded + ok < 7; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    overloaded = ok = 0;
+    std::ifstream log(dir_ / "requests.log");
+    for (std::string line; std::getline(log, line);) {
+      const auto j = json::parse(line);
+      if (j["outcome"] == "overloaded") {
+        ++overloaded;
+        EXPECT_EQ(j["status"], 503);
+        EXPECT_EQ(j["arm"], "none");
+      }
+      if (j["outcome"] == "ok") ++ok;
     }
-    if (j["outcome"] == "ok") ++ok;
   }
   EXPECT_EQ(overloaded, 2);
   EXPECT_EQ(ok, 5);
