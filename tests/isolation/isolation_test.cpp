@@ -154,6 +154,8 @@ TEST_P(Misbehaving, OnlyTheCandidatesOwnAttemptsFailAndItIsRolledBack) {
   const json runner = runner_of("p")["runner"];
   if (how != "allocate") {  // allocation under RLIMIT_AS fails the run's operator new: an error, not always a crash
     EXPECT_GE(runner["crashes"].get<int>(), 1) << runner.dump();
+    const std::string expected = how == "segfault" ? "SIGSEGV" : how == "abort" ? "SIGABRT" : "hung";
+    EXPECT_NE(runner["last_crash"].get<std::string>().find(expected), std::string::npos) << runner.dump();
     EXPECT_NE(r["reason"].get<std::string>().find("runner crash"), std::string::npos) << r.dump();
   }
   auto report = pipectl(socket_ + " report --json --pipeline p");

@@ -219,21 +219,37 @@ struct Run {
 // Runs a stage coroutine to its end on the fake host's threads and returns its result.
 template <class T>
 T wait(pipelined::sdk::Task<T> task) {
-  std::promise<T> promise;
+  // The error crosses to the waiting thread as plain data and is thrown there: an exception_ptr
+  // shared between the threads is freed by whichever lets go last, and ThreadSanitizer cannot see
+  // the (uninstrumented) libstdc++ reference count that orders that free after the other's reads.
+  struct Outcome {
+    std::optional<T> value;
+    bool stage_error = false;
+    std::string error_class, message;
+  };
+  std::promise<Outcome> promise;
   auto future = promise.get_future();
   pipelined::sdk::detail::start(std::move(task), [&promise](std::optional<T> value, std::exception_ptr error) {
-    if (!error) return promise.set_value(std::move(*value));
-    // A copy made here crosses to the waiting thread: the original is released on this thread
-    // when its handler ends, while the waiting thread may still be reading its message.
-    try {
-      std::rethrow_exception(error);
-    } catch (const pipelined::sdk::StageError& e) {
-      promise.set_exception(std::make_exception_ptr(pipelined::sdk::StageError(e.error_class(), e.what())));
-    } catch (const std::exception& e) {
-      promise.set_exception(std::make_exception_ptr(std::runtime_error(e.what())));
+    Outcome out;
+    if (!error) {
+      out.value = std::move(value);
+    } else {
+      try {
+        std::rethrow_exception(error);
+      } catch (const pipelined::sdk::StageError& e) {
+        out.stage_error = true;
+        out.error_class = e.error_class();
+        out.message = e.what();
+      } catch (const std::exception& e) {
+        out.message = e.what();
+      }
     }
+    promise.set_value(std::move(out));
   });
-  return future.get();
+  Outcome out = future.get();
+  if (out.value) return std::move(*out.value);
+  if (out.stage_error) throw pipelined::sdk::StageError(out.error_class, out.message);
+  throw std::runtime_error(out.message);
 }
 
 inline std::string chat_reply(const json& content) {
