@@ -140,21 +140,15 @@ struct TesseractReader::Engine {
 
 TesseractReader::TesseractReader(TesseractConfig config) : config_(std::move(config)), cjk_languages_(cjk_only(config_.languages)) {
   release(acquire());  // fails now, at plugin load, when the language data is missing
-  const int more = config_.preload_engines - 1;
-  std::vector<std::unique_ptr<Engine>> engines(static_cast<std::size_t>(std::max(0, more)));
-  std::vector<std::thread> loaders;  // about 0.3 s each: initialised side by side
-  for (auto& e : engines)
-    loaders.emplace_back([this, &e] {
-      try {
-        e = acquire_new(false);
-      } catch (const std::exception&) {
-        // The first engine loaded the same languages: a later one failing is out of memory, and
-        // the pool then makes that engine when a request needs it.
-      }
-    });
-  for (auto& t : loaders) t.join();
-  for (auto& e : engines)
-    if (e) release(std::move(e));
+  // One after another on this thread (about 0.3 s each): the host charges what create() keeps to
+  // the plugin instance by the creating thread, which threads of our own would escape.
+  for (int i = 1; i < config_.preload_engines; ++i) {
+    try {
+      release(acquire_new(false));
+    } catch (const std::exception&) {
+      break;  // the first engine loaded the same languages: this is out of memory; requests make engines as needed
+    }
+  }
 }
 
 TesseractReader::~TesseractReader() = default;
