@@ -204,16 +204,8 @@ int main(int argc, char** argv) {
   std::printf("| one alone s | %d at once s | ratio | at least, if runs held a pool thread s |\n|---|---|---|---|\n", concurrent);
   std::printf("| %.3f | %.3f | %.2f | %.3f |\n", alone, together, together / alone, concurrent * alone / threads);
   if (compare_isolation) {
-    auto in_process = std::make_shared<pipelined::config::Config>(*config);
     int isolated_variants = 0;
-    for (auto& p : in_process->pipelines)
-      for (auto& st : p.stages)
-        for (auto& v : st.variants) {
-          isolated_variants += v.isolation == pipelined::config::VariantConfig::Isolation::Process;
-          v.isolation = pipelined::config::VariantConfig::Isolation::InProcess;
-        }
-    in_process->state_directory = (state / "in-process").string();
-    harness::Stack local(in_process);
+    harness::Stack local(harness::in_process_copy(*config, state / "in-process", &isolated_variants));
     std::vector<double> isolated_s, local_s;
     for (int i = 0; i < runs; ++i) {
       isolated_s.push_back(measure(stack, "menu", {menu_image}, "parallel", 1).wall_s.front());

@@ -302,19 +302,15 @@ void start_run(Runner& r, Frame frame) {
   FrameReader in(run->input_frame);
   run->deadline_ns = in.i64();
   in.payload(run->input);
-  if (in.failed()) {
-    run->error_class = PL_ERR_INTERNAL;
-    run->error_message = "runner: malformed Run frame";
-    {
-      std::lock_guard lock(r.mu);
-      r.runs[run->id] = run;
-    }
-    r.finish(run.get(), PL_RUN_ERROR);
-    return;
-  }
   {
     std::lock_guard lock(r.mu);
     r.runs[run->id] = run;
+  }
+  if (in.failed()) {
+    run->error_class = PL_ERR_INTERNAL;
+    run->error_message = "runner: malformed Run frame";
+    r.finish(run.get(), PL_RUN_ERROR);
+    return;
   }
   memory::ScopedAccount scope(run->account.get());
   r.pool->submit([&r, run] {  // `run` keeps the input alive until run() has returned

@@ -150,15 +150,8 @@ TEST_F(PipelinesE2E, EveryCombinationOfMenuVariantsGivesTheSameItems) {
 // loaded into the daemon answer exactly the same, for both pipelines.
 TEST_F(PipelinesE2E, IsolatedAndInProcessCandidatesAnswerTheSame) {
   auto isolated_config = harness::default_config(*sim_, state_dir("isolated"));
-  auto local_config = std::make_shared<pipelined::config::Config>(*isolated_config);
-  local_config->state_directory = state_dir("in-process").string();
   int isolated_variants = 0;
-  for (auto& p : local_config->pipelines)
-    for (auto& st : p.stages)
-      for (auto& v : st.variants) {
-        isolated_variants += v.isolation == pipelined::config::VariantConfig::Isolation::Process;
-        v.isolation = pipelined::config::VariantConfig::Isolation::InProcess;
-      }
+  auto local_config = harness::in_process_copy(*isolated_config, state_dir("in-process"), &isolated_variants);
   EXPECT_EQ(isolated_variants, 6);
   harness::Stack isolated(isolated_config), local(local_config);
   const auto menu = harness::fixture("menus/menu_ja_12.png");

@@ -179,6 +179,24 @@ inline std::shared_ptr<pipelined::config::Config> default_config(const ProviderS
   return config;
 }
 
+// A copy of `config` with every variant loaded in-process (isolation: in_process) and its state in
+// `state_dir`; `*isolated`, when given, is set to how many variants `config` ran in a runner process.
+inline std::shared_ptr<pipelined::config::Config> in_process_copy(const pipelined::config::Config& config, const fs::path& state_dir,
+                                                                  int* isolated = nullptr) {
+  using Isolation = pipelined::config::VariantConfig::Isolation;
+  auto copy = std::make_shared<pipelined::config::Config>(config);
+  copy->state_directory = state_dir.string();
+  int n = 0;
+  for (auto& p : copy->pipelines)
+    for (auto& st : p.stages)
+      for (auto& v : st.variants) {
+        n += v.isolation == Isolation::Process;
+        v.isolation = Isolation::InProcess;
+      }
+  if (isolated) *isolated = n;
+  return copy;
+}
+
 // The daemon's core in-process.
 class Stack {
  public:
