@@ -28,9 +28,12 @@ std::size_t width(const std::string& s) {
     const auto c = static_cast<unsigned char>(s[i]);
     unsigned cp = c;
     std::size_t n = 1;
-    if (c >= 0xF0) n = 4, cp = c & 0x07;
-    else if (c >= 0xE0) n = 3, cp = c & 0x0F;
-    else if (c >= 0xC0) n = 2, cp = c & 0x1F;
+    if (c >= 0xF0)
+      n = 4, cp = c & 0x07;
+    else if (c >= 0xE0)
+      n = 3, cp = c & 0x0F;
+    else if (c >= 0xC0)
+      n = 2, cp = c & 0x1F;
     for (std::size_t k = 1; k < n && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
     const bool wide = (cp >= 0x1100 && cp <= 0x115F) || (cp >= 0x2E80 && cp <= 0xA4CF) || (cp >= 0xAC00 && cp <= 0xD7A3) ||
                       (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0xFE30 && cp <= 0xFE4F) || (cp >= 0xFF00 && cp <= 0xFF60) ||
@@ -101,8 +104,8 @@ std::string table(const std::vector<std::vector<std::string>>& rows) {
 std::string format_status(const json& s) {
   std::ostringstream out;
   out << "pipelined " << text(s["version"]) << ", up " << text(s["uptime_s"]) << " s, config " << text(s["config"]) << "\n";
-  out << (s.value("ready", false) ? "ready" : "NOT READY: " + s.value("not_ready_reason", "")) << ", "
-      << text(s["requests_in_flight"]) << " requests in flight, plugin generation " << text(s["plugins"]["generation"]) << "\n\n";
+  out << (s.value("ready", false) ? "ready" : "NOT READY: " + s.value("not_ready_reason", "")) << ", " << text(s["requests_in_flight"])
+      << " requests in flight, plugin generation " << text(s["plugins"]["generation"]) << "\n\n";
   const json& rollout = s["rollout"];
   std::vector<std::vector<std::string>> rows = {{"PIPELINE", "ROLLOUT", "STATUS", "CANDIDATE", "SHADOW", "VARIANTS"}};
   for (const auto& [name, p] : field(rollout, "pipelines").items()) {
@@ -165,22 +168,31 @@ std::string format_report(const json& report) {
   std::ostringstream out;
   for (const auto& [name, p] : field(report, "pipelines").items()) {
     out << "pipeline " << name << ": " << rollout_header(p["rollout"]) << "\n";
-    std::vector<std::vector<std::string>> rows = {{"ARM", "REQUESTS", "USER SUCCESS", "OWN SUCCESS", "FALLBACKS", "P50", "P95", "P99",
-                                                   "PEAK MEM P50", "ERRORS"}};
+    std::vector<std::vector<std::string>> rows = {
+        {"ARM", "REQUESTS", "USER SUCCESS", "OWN SUCCESS", "FALLBACKS", "P50", "P95", "P99", "PEAK MEM P50", "ERRORS"}};
     for (const auto& [arm, a] : field(p, "arms").items()) {
       std::string errors;
       for (const auto& [cls, n] : field(a, "own_failures_by_class").items()) errors += (errors.empty() ? "" : ", ") + cls + " " + text(n);
-      rows.push_back({arm, text(a["requests"]), format_percent(a.value("success_rate", 0.0)), format_percent(a.value("own_success_rate", 0.0)),
-                      text(a["fallbacks"]) + " (" + format_percent(a.value("fallback_rate", 0.0)) + ")",
-                      fixed(a["latency_ms"].value("p50", 0.0), 1) + " ms", fixed(a["latency_ms"].value("p95", 0.0), 1) + " ms",
-                      fixed(a["latency_ms"].value("p99", 0.0), 1) + " ms", bytes(a["peak_bytes"].value("p50", 0.0)),
-                      errors.empty() ? "-" : errors});
+      rows.push_back(
+          {arm, text(a["requests"]), format_percent(a.value("success_rate", 0.0)), format_percent(a.value("own_success_rate", 0.0)),
+           text(a["fallbacks"]) + " (" + format_percent(a.value("fallback_rate", 0.0)) + ")",
+           fixed(a["latency_ms"].value("p50", 0.0), 1) + " ms", fixed(a["latency_ms"].value("p95", 0.0), 1) + " ms",
+           fixed(a["latency_ms"].value("p99", 0.0), 1) + " ms", bytes(a["peak_bytes"].value("p50", 0.0)), errors.empty() ? "-" : errors});
     }
     out << table(rows);
     if (p.contains("time_saved"))
-      out << "time saved (geometric mean): " << interval(p["time_saved"]) << "; at the median " << format_percent(p["time_saved"].value("p50", 0.0))
-          << "\n";
+      out << "time saved (geometric mean): " << interval(p["time_saved"]) << "; at the median "
+          << format_percent(p["time_saved"].value("p50", 0.0)) << "\n";
     if (p.contains("memory_increase")) out << "memory increase (request peak heap): " << interval(p["memory_increase"]) << "\n";
+    if (const json& now = field(p, "memory_now"); now.is_object() && !now.empty()) {
+      // Beside the per-request peak the guardrail judges: what each variant holds for all requests.
+      std::vector<std::vector<std::string>> held = {{"STAGE", "VARIANT", "ROLE", "ISOLATION", "INSTANCE", "RUNNER RSS"}};
+      for (const auto& v : now.value("variants", json::array()))
+        held.push_back({text(v["stage"]), text(v["variant"]), text(v["role"]), text(v["isolation"]), bytes(v.value("instance_bytes", 0.0)),
+                        v.contains("runner_rss_bytes") ? bytes(v.value("runner_rss_bytes", 0.0)) : "-"});
+      out << "memory held now (daemon RSS " << bytes(now.value("daemon_rss_bytes", 0.0)) << "):\n";
+      if (held.size() > 1) out << table(held);
+    }
     const json& shadow = p["shadow"];
     if (shadow.value("compared", 0.0) > 0)
       out << "shadow: " << text(shadow["compared"]) << " compared, mismatch " << format_percent(shadow.value("mismatch_rate", 0.0)) << "\n";
@@ -194,13 +206,13 @@ std::string format_report(const json& report) {
     out << "verdict: " << text(p["verdict"]) << "\n";
     std::vector<std::vector<std::string>> checks = {{"CHECK", "RESULT", "ESTIMATE [INTERVAL]", "THRESHOLD", "ALPHA"}};
     for (const auto& c : d.value("checks", json::array()))
-      checks.push_back({text(c["rule"]), text(c["result"]), interval(c), format_percent(c.value("threshold", 0.0)),
-                        fixed(c.value("alpha", 0.0), 4)});
+      checks.push_back(
+          {text(c["rule"]), text(c["result"]), interval(c), format_percent(c.value("threshold", 0.0)), fixed(c.value("alpha", 0.0), 4)});
     if (checks.size() > 1) out << table(checks);
     std::vector<std::vector<std::string>> events = {{"TIME", "ACTOR", "ACTION", "SHARE", "REASON"}};
     for (const auto& e : p.value("events", json::array()))
-      events.push_back({text(e["time_ms"]), text(e["actor"]), text(e["action"]), format_percent(e.value("percent", 0.0) / 100, 2),
-                        text(e["reason"])});
+      events.push_back(
+          {text(e["time_ms"]), text(e["actor"]), text(e["action"]), format_percent(e.value("percent", 0.0) / 100, 2), text(e["reason"])});
     if (events.size() > 1) out << "decisions and actions, newest first:\n" << table(events);
     out << "\n";
   }
@@ -209,7 +221,8 @@ std::string format_report(const json& report) {
 }
 
 std::string format_plugins(const json& p) {
-  std::vector<std::vector<std::string>> rows = {{"PIPELINE", "STAGE", "VARIANT", "PLUGIN", "VERSION", "INSTANCE", "ISOLATION", "RSS", "CRASHES", "FILE"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"PIPELINE", "STAGE", "VARIANT", "PLUGIN", "VERSION", "INSTANCE", "ISOLATION", "RSS", "CRASHES", "FILE"}};
   std::string crashes;
   for (const auto& e : p.value("plugins", json::array())) {
     std::string isolation = "in-process", rss = "-", crashed = "-";
@@ -219,14 +232,14 @@ std::string format_plugins(const json& p) {
       rss = bytes(r.value("rss_bytes", 0.0));
       crashed = text(r["crashes"]);
       if (!r.value("last_crash", "").empty())
-        crashes += text(e["pipeline"]) + "/" + text(e["stage"]) + "/" + text(e["variant"]) + " last crash: " + r.value("last_crash", "") + "\n";
+        crashes +=
+            text(e["pipeline"]) + "/" + text(e["stage"]) + "/" + text(e["variant"]) + " last crash: " + r.value("last_crash", "") + "\n";
     }
     rows.push_back({text(e["pipeline"]), text(e["stage"]), text(e["variant"]), text(e["plugin"]), text(e["version"]),
-                    bytes(e.value("instance_bytes", 0.0)), isolation, rss, crashed,
-                    text(e["file"])});
+                    bytes(e.value("instance_bytes", 0.0)), isolation, rss, crashed, text(e["file"])});
   }
-  return "plugin generation " + text(p["generation"]) + ", " + text(p["retired_libraries"]) + " retired libraries still in use\n" + table(rows) +
-         crashes;
+  return "plugin generation " + text(p["generation"]) + ", " + text(p["retired_libraries"]) + " retired libraries still in use\n" +
+         table(rows) + crashes;
 }
 
 }  // namespace pipectl

@@ -108,7 +108,7 @@ AdminAnswer with_target(const AdminCall& call, F action) {
 
 }  // namespace
 
-std::vector<AdminRoute> rollout_routes(ro::RolloutController& rollout) {
+std::vector<AdminRoute> rollout_routes(ro::RolloutController& rollout, ReportAnnotator annotate_report) {
   auto& c = rollout;
   auto one = [](const ro::Changed& ch) { return changed_json(ch, "rollout"); };
   return {
@@ -135,7 +135,7 @@ std::vector<AdminRoute> rollout_routes(ro::RolloutController& rollout) {
       {"POST", "/admin/rollout/resume",
        [&c, one](const AdminCall& call) { return with_target(call, [&](const ro::Target& t) { return answer(c.resume(t), one); }); }},
       {"GET", "/admin/report",
-       [&c](const AdminCall& call) {
+       [&c, annotate_report](const AdminCall& call) {
          ro::ReportQuery q;
          q.pipeline = call.query("pipeline");
          if (const std::string since = call.query("since"); !since.empty()) {
@@ -148,7 +148,11 @@ std::vector<AdminRoute> rollout_routes(ro::RolloutController& rollout) {
            q.rollout_id = std::strtoll(id.c_str(), &end, 10);
            if (*end != '\0' || q.rollout_id <= 0) return admin_error(400, "bad 'rollout' " + id + " (a rollout id)");
          }
-         return answer(c.report(q), [](const json& j) { return j; });
+         return answer(c.report(q), [&](json j) {
+           if (j.contains("pipelines") && j["pipelines"].is_object())
+             for (auto& [name, p] : j["pipelines"].items()) annotate_report(name, p);
+           return j;
+         });
        }},
   };
 }

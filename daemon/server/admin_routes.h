@@ -34,8 +34,12 @@ struct AdminRoute {
   std::function<AdminAnswer(const AdminCall&)> handler;
 };
 
+// Adds what the process holds now to a report's pipeline (name, its JSON): the report's figures
+// come from SQLite rows, instance memory and runner RSS only from the running daemon.
+using ReportAnnotator = std::function<void(const std::string& pipeline, nlohmann::json& report)>;
+
 // Routes under /admin/rollout and /admin/report: typed RolloutController calls (admin_rollout.cpp).
-std::vector<AdminRoute> rollout_routes(rollout::RolloutController& rollout);
+std::vector<AdminRoute> rollout_routes(rollout::RolloutController& rollout, ReportAnnotator annotate_report);
 
 class AdminRoutes {
  public:

@@ -95,7 +95,8 @@ struct Daemon::Impl {
     add_metric_collectors();
     if (!config->server.request_log.empty()) request_log = std::make_unique<RequestLog>(config->server.request_log);
     requests = std::make_unique<RequestPath>(*engine, *rollout, *request_series, request_log.get());
-    frontend_routes = std::make_unique<FrontendRoutes>(*plugins, *requests, [this] { return state->not_ready(); }, config->server.demo);
+    frontend_routes = std::make_unique<FrontendRoutes>(
+        *plugins, *requests, [this] { return state->not_ready(); }, config->server.demo);
     admin_routes = std::make_unique<AdminRoutes>(routes(), *pool);
 
     const auto& s = config->server;
@@ -118,7 +119,8 @@ struct Daemon::Impl {
     if (!config->metrics.listen_address.empty()) {
       ListenerOptions m{1 << 10, 16 << 10, s.read_timeout, s.idle_timeout, ""};
       metrics_listener = std::make_unique<HttpListener>(io, m, metrics_listener_handler(metrics_registry));
-      if (auto e = metrics_listener->listen_tcp(config->metrics.listen_address, config->metrics.listen_port); !e.empty()) throw std::runtime_error(e);
+      if (auto e = metrics_listener->listen_tcp(config->metrics.listen_address, config->metrics.listen_port); !e.empty())
+        throw std::runtime_error(e);
     }
     rollout->start(crash_note.value_or(""));
   }
@@ -137,7 +139,10 @@ struct Daemon::Impl {
   }
 
   std::vector<AdminRoute> routes() {
-    auto table = rollout_routes(*rollout);
+    auto table = rollout_routes(*rollout, [this](const std::string& pipeline, json& report) {
+      const json& r = report["rollout"];
+      report["memory_now"] = state->memory_json(pipeline, r.is_object() && r.contains("variants") ? r["variants"] : json());
+    });
     table.push_back(metrics_admin_route(metrics_registry));
     table.push_back({"GET", "/admin/status", [this](const AdminCall&) { return AdminAnswer{200, status()}; }});
     table.push_back({"GET", "/admin/plugins", [this](const AdminCall&) { return AdminAnswer{200, state->plugins_json()}; }});
@@ -223,7 +228,8 @@ int Daemon::run() {
   std::printf("listening on %s:%u\n", cfg->server.listen_address.c_str(), static_cast<unsigned>(port()));
   if (d.admin_unix) std::printf("admin socket %s\n", cfg->admin.socket_path.c_str());
   if (d.admin_tcp) std::printf("admin on %s:%u\n", cfg->admin.tcp_address.c_str(), static_cast<unsigned>(d.admin_tcp->port()));
-  if (d.metrics_listener) std::printf("metrics on %s:%u\n", cfg->metrics.listen_address.c_str(), static_cast<unsigned>(d.metrics_listener->port()));
+  if (d.metrics_listener)
+    std::printf("metrics on %s:%u\n", cfg->metrics.listen_address.c_str(), static_cast<unsigned>(d.metrics_listener->port()));
   std::printf("started\n");  // the last startup line: scripts and tests wait for it
   std::fflush(stdout);
   spdlog::info("pipelined {} serving {} endpoints on {}:{}", PIPELINED_VERSION, cfg->endpoints.size(), cfg->server.listen_address, port());

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "daemon/memory/memory_account.h"
 #include "daemon/server/crash_marker.h"
 
 namespace pipelined::server {
@@ -49,8 +50,14 @@ std::string PluginState::not_ready() const {
 json PluginState::plugins_json() const {
   json list = json::array();
   for (const auto& p : plugins_.describe()) {
-    json entry = {{"pipeline", p.pipeline}, {"stage", p.stage},   {"variant", p.variant},       {"plugin", p.plugin_name},
-                  {"version", p.plugin_version}, {"file", p.file}, {"generation", p.generation}, {"isolation", p.isolated ? "process" : "in_process"},
+    json entry = {{"pipeline", p.pipeline},
+                  {"stage", p.stage},
+                  {"variant", p.variant},
+                  {"plugin", p.plugin_name},
+                  {"version", p.plugin_version},
+                  {"file", p.file},
+                  {"generation", p.generation},
+                  {"isolation", p.isolated ? "process" : "in_process"},
                   {"instance_bytes", p.instance_bytes}};
     if (p.isolated)
       entry["runner"] = {{"up", p.runner.up},
@@ -64,6 +71,29 @@ json PluginState::plugins_json() const {
   }
   auto set = plugins_.current();
   return {{"generation", set ? set->generation : 0}, {"plugins", list}, {"retired_libraries", plugins_.retired_libraries()}};
+}
+
+json PluginState::memory_json(const std::string& pipeline, const json& rollout_variants) const {
+  const auto cfg = config();
+  const auto* pc = cfg->pipeline(pipeline);
+  json variants = json::array();
+  for (const auto& p : plugins_.describe()) {
+    if (p.pipeline != pipeline) continue;
+    const auto* sc = pc ? pc->stage(p.stage) : nullptr;
+    std::string role = "other";
+    if (sc != nullptr && sc->stable == p.variant)
+      role = "stable";
+    else if (rollout_variants.is_object() && rollout_variants.value(p.stage, "") == p.variant)
+      role = "candidate";
+    json v = {{"stage", p.stage},
+              {"variant", p.variant},
+              {"role", role},
+              {"isolation", p.isolated ? "process" : "in_process"},
+              {"instance_bytes", p.instance_bytes}};
+    if (p.isolated) v["runner_rss_bytes"] = p.runner.rss_bytes;
+    variants.push_back(std::move(v));
+  }
+  return {{"daemon_rss_bytes", memory::process_rss_bytes()}, {"variants", std::move(variants)}};
 }
 
 // The non-stable plugins loaded in this process now: what a crash marker names (an isolated one

@@ -25,6 +25,10 @@ class PluginState {
   std::shared_ptr<const config::Config> config() const;
   std::string not_ready() const;  // "" when ready
   nlohmann::json plugins_json() const;
+  // What a pipeline's loaded variants hold now, for a report: per variant its instance memory (what
+  // create() kept: engines, pools) and, when isolated, its runner's RSS; `rollout_variants` (stage ->
+  // variant, from the report's rollout) marks the candidate's variants.
+  nlohmann::json memory_json(const std::string& pipeline, const nlohmann::json& rollout_variants) const;
 
   AdminAnswer reload_plugins(const std::vector<std::string>& only);
   AdminAnswer reload_config();

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <map>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -25,7 +26,7 @@ class PipectlTest : public ::testing::Test {
                "server: { listen: 127.0.0.1:0 }\nplugin_directory: " + dir_ / "plugins" + "\nstate_directory: " + dir_ / "state" +
                    "\nrollout: { sticky_key: 'header:X-User-Id', min_samples_per_arm: 5, guardrail_interval_ms: 3600000 }\n"
                    "pipelines:\n  p:\n    stages:\n"
-                   "      echo: { variants: { serial: { plugin: test_echo }, parallel: { plugin: test_echo_parallel },"
+                   "      echo: { variants: { serial: { plugin: test_echo }, parallel: { plugin: test_echo_parallel, config: { hold_mb: 16 } },"
                    " broken: { plugin: test_fail_parallel } }, stable: serial, candidate: parallel }\n"
                    "  w:\n    fallback: whole_request\n    stages:\n"
                    "      echo: { fallback: false, variants: { serial: { plugin: test_echo }, broken: { plugin: test_fail_parallel } }, stable: serial }\n"
@@ -107,6 +108,37 @@ TEST_F(PipectlTest, EveryCommandAgainstARunningDaemon) {
 }
 
 // Global options (--socket, --url, --token, --json) before or after the command, alone or mixed.
+// What create() keeps (the candidate holds 16 MiB: hold_mb) is the variant's instance memory, shown
+// by `pipectl plugins` and beside the per-request peak in the report, not charged to a request.
+TEST_F(PipectlTest, InstanceMemoryIsShownPerVariantBesideTheRequestPeak) {
+  constexpr double MiB = 1 << 20;
+  auto r = pipectl(socket_ + " --json plugins");
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::map<std::string, double> instance;
+  const json plugins = json::parse(r.out);
+  for (const auto& p : plugins["plugins"])
+    if (p["pipeline"] == "p") instance[p["variant"].get<std::string>()] = p["instance_bytes"].get<double>();
+  EXPECT_GE(instance["parallel"], 16 * MiB) << r.out;
+  EXPECT_LT(instance["serial"], 4 * MiB);
+
+  ASSERT_EQ(pipectl(socket_ + " rollout --percent 50 --pipeline p").code, 0);
+  traffic(40);
+  r = pipectl(socket_ + " report --format json --pipeline p");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const json report = json::parse(r.out)["pipelines"]["p"];
+  EXPECT_LT(report["arms"]["candidate"]["peak_bytes"]["p50"].get<double>(), 4 * MiB) << report.dump();  // not the 16 MiB
+  const json& now = report["memory_now"];
+  EXPECT_GT(now["daemon_rss_bytes"].get<double>(), 16 * MiB);
+  std::map<std::string, json> by_variant;
+  for (const auto& v : now["variants"]) by_variant[v["variant"].get<std::string>()] = v;
+  EXPECT_EQ(by_variant["parallel"]["role"], "candidate");
+  EXPECT_EQ(by_variant["serial"]["role"], "stable");
+  EXPECT_GE(by_variant["parallel"]["instance_bytes"].get<double>(), 16 * MiB);
+  r = pipectl(socket_ + " report --pipeline p");
+  EXPECT_NE(r.out.find("memory held now (daemon RSS"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("candidate"), std::string::npos) << r.out;
+}
+
 TEST_F(PipectlTest, GlobalOptionsBeforeOrAfterTheCommand) {
   ASSERT_EQ(pipectl(socket_ + " rollout --percent 50 --pipeline p").code, 0);
   traffic(10);

@@ -8,6 +8,7 @@
 //   error_class: "x"    class of the failure (default "upstream")
 //   allocate_mb: N      holds N MiB for the duration of the run (memory attribution tests), taken
 //                       1 MiB at a time, stopping when cancelled; "<stage>_allocate_mb" per request
+//   hold_mb: N          holds N MiB for the instance's life, taken in create() (instance memory tests)
 //   misbehave: "segfault" | "abort" | "hang" | "allocate"   what a buggy candidate does (isolation
 //                       tests): raise SIGSEGV, abort(), never return (ignoring cancellation), or
 //                       allocate without bound (until operator new fails, at most 8 GiB)
@@ -49,7 +50,8 @@ class TestStage : public pipelined::sdk::Stage {
         error_class_(config.value("error_class", std::string(PL_ERR_UPSTREAM))),
         allocate_mb_(config.value("allocate_mb", 0)),
         misbehave_(config.value("misbehave", std::string())),
-        misbehave_every_(config.value("misbehave_every", 1L)) {}
+        misbehave_every_(config.value("misbehave_every", 1L)),
+        held_(static_cast<std::size_t>(config.value("hold_mb", 0)) << 20, 1) {}
 
   Payload run(const Payload& input, Context& ctx) override {
     const std::string stage = TEST_STAGE;
@@ -114,6 +116,7 @@ class TestStage : public pipelined::sdk::Stage {
   int allocate_mb_;
   std::string misbehave_;
   long misbehave_every_;
+  std::vector<char> held_;  // hold_mb: written to (value 1), so resident as well as allocated
   std::atomic<long> runs_{0};
 };
 }  // namespace
