@@ -13,6 +13,8 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -101,6 +103,45 @@ TEST(Tesseract, BenchmarkMenuReadsTheSameWholeAndInBands) {
     config.max_bands = bands;
     EXPECT_EQ(menu::TesseractReader(config).read(image, run.ctx, Schedule::Parallel), whole) << bands << " bands";
   }
+}
+
+// Engines are a bounded pool shared by every request: with one engine, four concurrent banded
+// reads wait their turn for it and read what one read alone does; a read whose request is cancelled
+// while it waits gives up with the timeout class instead of waiting on.
+TEST(Tesseract, ConcurrentReadsShareABoundedEnginePool) {
+  const std::string image = read_file(fs::path(PIPELINED_SOURCE_DIR) / "tests/fixtures/menus/menu_ja_12.png");
+  fake::Run alone_run([](const fake::Call&) { return fake::Reply{}; });
+  const json alone = reader().read(image, alone_run.ctx, Schedule::Serial);
+  menu::TesseractConfig config;
+  config.max_bands = 4;
+  config.max_engines = 1;
+  config.preload_engines = 1;
+  const menu::TesseractReader one_engine(config);
+  std::vector<json> outs(4);
+  std::vector<std::thread> readers;
+  for (std::size_t i = 0; i < outs.size(); ++i)
+    readers.emplace_back([&, i] {
+      fake::Run run([](const fake::Call&) { return fake::Reply{}; });
+      outs[i] = one_engine.read(image, run.ctx, Schedule::Parallel);
+    });
+  for (auto& t : readers) t.join();
+  for (const json& out : outs) EXPECT_EQ(out, alone);
+
+  const std::string long_menu = read_file(fs::path(PIPELINED_SOURCE_DIR) / "tests/fixtures/menus/menu_ja_60.png");
+  std::thread busy([&] {
+    fake::Run run([](const fake::Call&) { return fake::Reply{}; });
+    one_engine.read(long_menu, run.ctx, Schedule::Serial);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the one engine is in use
+  fake::Run cancelled([](const fake::Call&) { return fake::Reply{}; });
+  cancelled.raw.cancelled = true;
+  try {
+    one_engine.read(image, cancelled.ctx, Schedule::Serial);
+    ADD_FAILURE() << "a cancelled read returned";
+  } catch (const pipelined::sdk::StageError& e) {
+    EXPECT_EQ(e.error_class(), "timeout");
+  }
+  busy.join();
 }
 
 TEST(Tesseract, NotAnImageIsInvalidInput) {

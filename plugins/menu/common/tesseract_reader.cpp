@@ -8,6 +8,8 @@
 #include <tesseract/baseapi.h>
 
 #include <algorithm>
+#include <chrono>
+#include <exception>
 #include <functional>
 #include <stdexcept>
 #include <thread>
@@ -61,8 +63,8 @@ bool has_cjk(std::string_view text) {
   for (std::size_t i = 0; i + 2 < text.size(); ++i) {
     const auto c = static_cast<unsigned char>(text[i]);
     if ((c & 0xF0) != 0xE0) continue;
-    const unsigned cp = ((c & 0x0F) << 12) | ((static_cast<unsigned char>(text[i + 1]) & 0x3F) << 6) |
-                        (static_cast<unsigned char>(text[i + 2]) & 0x3F);
+    const unsigned cp =
+        ((c & 0x0F) << 12) | ((static_cast<unsigned char>(text[i + 1]) & 0x3F) << 6) | (static_cast<unsigned char>(text[i + 2]) & 0x3F);
     if (cp >= 0x3040 && cp <= 0x9FFF) return true;
   }
   return false;
@@ -79,8 +81,10 @@ std::string cjk_only(const std::string& languages) {
     if (end == std::string::npos) end = languages.size();
     const std::string lang = languages.substr(start, end - start);
     const bool cjk = lang.rfind("jpn", 0) == 0 || lang.rfind("chi_", 0) == 0 || lang.rfind("kor", 0) == 0;
-    if (cjk) out += (out.empty() ? "" : "+") + lang;
-    else removed = true;
+    if (cjk)
+      out += (out.empty() ? "" : "+") + lang;
+    else
+      removed = true;
     start = end + 1;
   }
   return removed ? out : std::string();
@@ -88,8 +92,8 @@ std::string cjk_only(const std::string& languages) {
 
 // Drops tokens made only of marks raw-line recognition puts around a word ("麵類 。。", "_ 麵類").
 std::string strip_stray_marks(const std::string& line) {
-  static const std::vector<std::string> kMarks = {"\xE3\x80\x82" /*。*/, "_", "=", "-", "\xE2\x80\x94" /*—*/, "\"", "\xE2\x80\x9C" /*“*/,
-                                                  "'", "`", ".", ",", "|"};
+  static const std::vector<std::string> kMarks = {
+      "\xE3\x80\x82" /*。*/, "_", "=", "-", "\xE2\x80\x94" /*—*/, "\"", "\xE2\x80\x9C" /*“*/, "'", "`", ".", ",", "|"};
   auto only_marks = [&](std::string_view token) {
     while (!token.empty()) {
       bool hit = false;
@@ -120,7 +124,10 @@ std::string strip_stray_marks(const std::string& line) {
 int TesseractConfig::cpu_bands() { return std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 2, 8); }
 
 TesseractConfig TesseractConfig::from(const json& config, std::string_view plugin) {
-  require_known_keys(config, {"languages", "tessdata", "page_segmentation", "blank_threshold", "min_band_height", "max_bands", "preload_engines"}, plugin);
+  require_known_keys(
+      config,
+      {"languages", "tessdata", "page_segmentation", "blank_threshold", "min_band_height", "max_bands", "preload_engines", "max_engines"},
+      plugin);
   TesseractConfig c;
   c.languages = config_string(config, "languages", c.languages);
   c.tessdata = config_string(config, "tessdata", c.tessdata);
@@ -129,7 +136,9 @@ TesseractConfig TesseractConfig::from(const json& config, std::string_view plugi
   c.min_band_height = static_cast<int>(config_size(config, "min_band_height", c.min_band_height));
   c.max_bands = static_cast<int>(config_size(config, "max_bands", static_cast<std::size_t>(c.max_bands)));
   if (config.contains("preload_engines")) c.preload_engines = static_cast<int>(config_size(config, "preload_engines", 1));
-  if (c.page_segmentation < 0 || c.page_segmentation > 13) throw std::invalid_argument(std::string(plugin) + ": page_segmentation must be 0..13");
+  if (config.contains("max_engines")) c.max_engines = static_cast<int>(config_size(config, "max_engines", 1));
+  if (c.page_segmentation < 0 || c.page_segmentation > 13)
+    throw std::invalid_argument(std::string(plugin) + ": page_segmentation must be 0..13");
   return c;
 }
 
@@ -139,39 +148,59 @@ struct TesseractReader::Engine {
 };
 
 TesseractReader::TesseractReader(TesseractConfig config) : config_(std::move(config)), cjk_languages_(cjk_only(config_.languages)) {
-  release(acquire());  // fails now, at plugin load, when the language data is missing
+  if (config_.max_engines < 0) config_.max_engines = TesseractConfig::cpu_bands();
+  config_.max_engines = std::max({config_.max_engines, config_.preload_engines, 1});
   // One after another on this thread (about 0.3 s each): the host charges what create() keeps to
-  // the plugin instance by the creating thread, which threads of our own would escape.
-  for (int i = 1; i < config_.preload_engines; ++i) {
+  // the plugin instance by the creating thread, which threads of our own would escape. The first
+  // fails now, at plugin load, when the language data is missing.
+  std::vector<std::unique_ptr<Engine>> made;
+  for (int i = 0; i < std::max(config_.preload_engines, 1); ++i) {
     try {
-      release(acquire_new(false));
+      made.push_back(make_engine(false));
     } catch (const std::exception&) {
+      if (i == 0) throw;
       break;  // the first engine loaded the same languages: this is out of memory; requests make engines as needed
     }
   }
+  engines_[0] = static_cast<int>(made.size());
+  for (auto& e : made) release(std::move(e));
 }
 
 TesseractReader::~TesseractReader() = default;
 
-std::unique_ptr<TesseractReader::Engine> TesseractReader::acquire(bool cjk) const {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto& idle = idle_[cjk ? 1 : 0];
+std::unique_ptr<TesseractReader::Engine> TesseractReader::acquire(bool cjk, const sdk::Context* ctx) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto& idle = idle_[cjk ? 1 : 0];
+  int& engines = engines_[cjk ? 1 : 0];
+  for (;;) {
     if (!idle.empty()) {
       auto engine = std::move(idle.back());
       idle.pop_back();
       return engine;
     }
+    if (engines < config_.max_engines) {
+      ++engines;
+      lock.unlock();
+      try {
+        return make_engine_for_all_requests(cjk);
+      } catch (...) {
+        lock.lock();
+        --engines;
+        released_.notify_one();
+        throw;
+      }
+    }
+    if (ctx != nullptr) ctx->throw_if_cancelled();
+    // A slice, not an untimed wait: cancellation is polled, not signalled.
+    released_.wait_for(lock, std::chrono::milliseconds(20));
   }
-  return acquire_new(cjk);
 }
 
-std::unique_ptr<TesseractReader::Engine> TesseractReader::acquire_new(bool cjk) const {
+std::unique_ptr<TesseractReader::Engine> TesseractReader::make_engine(bool cjk) const {
   auto engine = std::make_unique<Engine>();
   engine->cjk_only = cjk;
   const std::string& languages = cjk ? cjk_languages_ : config_.languages;
-  if (engine->api.Init(config_.tessdata.empty() ? nullptr : config_.tessdata.c_str(), languages.c_str(),
-                       tesseract::OEM_LSTM_ONLY) != 0)
+  if (engine->api.Init(config_.tessdata.empty() ? nullptr : config_.tessdata.c_str(), languages.c_str(), tesseract::OEM_LSTM_ONLY) != 0)
     throw std::runtime_error("tesseract: cannot load languages '" + languages + "' from " +
                              (config_.tessdata.empty() ? std::string("the default tessdata directory") : config_.tessdata) +
                              " (Debian: tesseract-ocr-jpn, tesseract-ocr-chi-tra, tesseract-ocr-eng)");
@@ -179,11 +208,29 @@ std::unique_ptr<TesseractReader::Engine> TesseractReader::acquire_new(bool cjk) 
   return engine;
 }
 
+// An engine made during a request serves every later request: it is made on a thread of its own,
+// which carries no request's memory account, so the host does not charge its 90 MB to the request
+// that happened to need it first (the rollout's memory guardrail compares per-request peaks).
+std::unique_ptr<TesseractReader::Engine> TesseractReader::make_engine_for_all_requests(bool cjk) const {
+  std::unique_ptr<Engine> engine;
+  std::exception_ptr error;
+  std::thread([&] {
+    try {
+      engine = make_engine(cjk);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }).join();
+  if (error) std::rethrow_exception(error);
+  return engine;
+}
+
 void TesseractReader::release(std::unique_ptr<Engine> engine) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  // Concurrent requests may have needed more; keep what one parallel read uses.
-  auto& idle = idle_[engine->cjk_only ? 1 : 0];
-  if (idle.size() < static_cast<std::size_t>(std::max(config_.max_bands, 1))) idle.push_back(std::move(engine));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    idle_[engine->cjk_only ? 1 : 0].push_back(std::move(engine));  // kept: at most max_engines exist
+  }
+  released_.notify_one();
 }
 
 std::string TesseractReader::recognize(Engine& engine, const void* pix, int psm) const {
@@ -242,7 +289,7 @@ json TesseractReader::read(const std::string& image, const sdk::Context& ctx, Sc
   // parallel in contiguous groups (about one per min_band_height rows, at most max_bands) on the pool.
   auto run = [&](const std::vector<std::size_t>& todo, bool cjk_only, const std::function<void(Engine&, std::size_t)>& fn) {
     auto group = [&](std::size_t from, std::size_t to) {
-      auto engine = acquire(cjk_only);
+      auto engine = acquire(cjk_only, &ctx);
       try {
         for (std::size_t k = from; k < to; ++k) {
           ctx.throw_if_cancelled();
@@ -259,7 +306,8 @@ json TesseractReader::read(const std::string& image, const sdk::Context& ctx, Sc
       return;
     }
     const std::size_t groups = std::min<std::size_t>(
-        todo.size(), static_cast<std::size_t>(std::clamp(height / std::max(config_.min_band_height, 1), 1, std::max(config_.max_bands, 1))));
+        todo.size(),
+        static_cast<std::size_t>(std::clamp(height / std::max(config_.min_band_height, 1), 1, std::max(config_.max_bands, 1))));
     ctx.parallel_for(groups, [&](std::size_t g) { group(todo.size() * g / groups, todo.size() * (g + 1) / groups); });
   };
 
