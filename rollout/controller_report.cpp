@@ -54,6 +54,7 @@ Result<json> RolloutController::Impl::report(const ReportQuery& q) {
                {{"min_success_rate", c.min_success_rate},
                 {"min_time_saved", c.min_time_saved},
                 {"max_memory_increase", c.max_memory_increase},
+                {"min_memory_increase_bytes", c.min_memory_increase_bytes},
                 {"max_error_class_spike", c.max_error_class_spike},
                 {"max_shadow_mismatch", c.max_shadow_mismatch},
                 {"alpha", c.alpha},

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "common/percent.h"
 
@@ -44,6 +45,7 @@ void ArmOutcomes::add(double latency_ms, double peak_bytes, bool own_ok, bool us
   if (fell_back) fallbacks += 1;
   log_latency.add(std::log(std::max(latency_ms, 1e-3)));
   log_peak.add(std::log1p(std::max(peak_bytes, 0.0)));
+  peak.add(std::max(peak_bytes, 0.0));
 }
 
 namespace {
@@ -61,6 +63,16 @@ constexpr double kTuneLatency = 150, kTuneSuccess = 100, kTuneProportion = 1000,
 
 std::string interval_text(double estimate, double low, double high) {
   return format_percent(estimate) + " [" + format_percent(low) + ", " + format_percent(high) + "]";
+}
+
+std::string mib_text(double bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%+.1f MiB", bytes / (1 << 20));
+  return text;
+}
+
+std::string mib_interval_text(const seq::Interval& bytes) {
+  return mib_text(bytes.estimate) + " [" + mib_text(bytes.low) + ", " + mib_text(bytes.high) + "]";
 }
 
 // Latency: the log of candidate/stable geometric-mean latency, shown as time saved = 1 - ratio.
@@ -121,7 +133,8 @@ Check critical_success(const Criteria& c, const ArmOutcomes& k) {
 // whatever its rate; a crash that is not the candidate's fault (an OOM kill from elsewhere) is
 // rare enough that a few are allowed.
 Check critical_crashes(const Criteria& c, const ArmOutcomes& k) {
-  Check out{"critical_crashes", "candidate requests failed by a crash of its runner", 0, 0, 0, static_cast<double>(c.max_crashed_requests), 0};
+  Check out{
+      "critical_crashes", "candidate requests failed by a crash of its runner", 0, 0, 0, static_cast<double>(c.max_crashed_requests), 0};
   const auto it = k.failure_classes.find("crashed");
   out.estimate = out.low = out.high = it == k.failure_classes.end() ? 0 : it->second;
   out.result = out.estimate >= c.max_crashed_requests ? CheckResult::Fails : CheckResult::Unsure;
@@ -141,8 +154,12 @@ Check failure_increase(const ArmOutcomes& s, const ArmOutcomes& k, double alpha)
   return out;
 }
 
+// Memory fails only when the candidate's request peak is confidently above stable's both by more
+// than max_memory_increase and by more than min_memory_increase_bytes (each interval at the check's
+// alpha: rejecting both nulls at alpha is a level-alpha test of their union); it holds when either
+// is confidently within its bound.
 Check memory(const Criteria& c, const ArmOutcomes& s, const ArmOutcomes& k, double alpha) {
-  Check out{"memory", "geometric-mean request peak heap, candidate vs stable", 0, 0, 0, c.max_memory_increase, alpha};
+  Check out{"memory", "request peak heap, candidate vs stable: geometric-mean ratio and mean bytes", 0, 0, 0, c.max_memory_increase, alpha};
   out.needed_to_keep = true;
   // Without heap figures (an allocator that does not account) there is nothing to judge.
   if (s.log_peak.mean < std::log(1024.0) || k.log_peak.mean < std::log(1024.0)) {
@@ -151,20 +168,26 @@ Check memory(const Criteria& c, const ArmOutcomes& s, const ArmOutcomes& k, doub
     return out;
   }
   const seq::Interval d = seq::mean_difference(s.log_peak, k.log_peak, alpha, kTuneLatency);
+  const seq::Interval bytes = seq::mean_difference(s.peak, k.peak, alpha, kTuneLatency);
   out.estimate = std::exp(d.estimate) - 1, out.low = std::exp(d.low) - 1, out.high = std::exp(d.high) - 1;
-  if (!d.valid) return out;
+  if (!d.valid || !bytes.valid) return out;
   const double bound = std::log1p(c.max_memory_increase);
-  if (d.low > bound)
+  const double floor = c.min_memory_increase_bytes;
+  if (d.low > bound && bytes.low > floor)
     out.result = CheckResult::Fails;
-  else if (d.high < bound)
+  else if (d.high < bound || bytes.high < floor)
     out.result = CheckResult::Holds;
   else {
+    // Samples until the nearer of the two bounds is resolved.
+    const double n = std::min(s.requests, k.requests);
     const double sd = std::sqrt((s.log_peak.variance() + k.log_peak.variance()) / 2);
-    out.more_samples =
-        std::max(0.0, seq::samples_needed(sd, std::abs(d.estimate - bound), alpha, kTuneLatency, true) - std::min(s.requests, k.requests));
+    const double sd_bytes = std::sqrt((s.peak.variance() + k.peak.variance()) / 2);
+    out.more_samples = std::max(0.0, std::min(seq::samples_needed(sd, std::abs(d.estimate - bound), alpha, kTuneLatency, true),
+                                              seq::samples_needed(sd_bytes, std::abs(bytes.estimate - floor), alpha, kTuneLatency, true)) -
+                                         n);
   }
-  out.text = "memory +" + interval_text(out.estimate, out.low, out.high) + (out.result == CheckResult::Fails ? " > +" : " vs +") +
-             format_percent(c.max_memory_increase);
+  out.text = "memory +" + interval_text(out.estimate, out.low, out.high) + " (" + mib_interval_text(bytes) + " per request)" +
+             (out.result == CheckResult::Fails ? " > +" : " vs +") + format_percent(c.max_memory_increase) + " and " + mib_text(floor);
   return out;
 }
 

@@ -22,6 +22,7 @@ struct ArmOutcomes {
   double fallbacks = 0;
   sequential::Moments log_latency;                // log(latency ms)
   sequential::Moments log_peak;                   // log(1 + peak heap bytes)
+  sequential::Moments peak;                       // peak heap bytes
   std::map<std::string, double> failure_classes;  // own failures by error class
   void add(double latency_ms, double peak_bytes, bool own_ok, bool user_ok, bool fell_back, const std::string& failure_class);
 };

@@ -35,6 +35,9 @@ struct Criteria {
   double min_success_rate = 0.95;     // candidate's own success (no attempt failed)
   double min_time_saved = 0.10;       // candidate latency at least this much below stable
   double max_memory_increase = 0.20;  // candidate peak heap at most this much above stable
+  // ... unless the increase is at most this many bytes per request: a relative criterion on a
+  // small heap (1 MiB against 2.4 MiB) judges allocator detail, not what the machine must hold.
+  double min_memory_increase_bytes = 4 << 20;
   double max_error_class_spike = 0.05;
   double max_shadow_mismatch = 0.01;
   double alpha = 0.05;  // total, split across the guardrails (guardrails.cpp)

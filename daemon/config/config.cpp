@@ -336,6 +336,7 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
                      {"max_crashed_requests", [&](auto& fn, auto& fk) { r.read_int(fn, fk, ro.max_crashed_requests, 1, 100000000); }},
                      {"min_time_saved", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.min_time_saved, -1, 1); }},
                      {"max_memory_increase", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.max_memory_increase, 0, 100); }},
+                     {"min_memory_increase_mb", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.min_memory_increase_mb, 0, 1 << 20); }},
                      {"max_error_class_spike", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.max_error_class_spike, 0, 1); }},
                      {"max_shadow_mismatch", [&](auto& fn, auto& fk) { r.read_double(fn, fk, ro.max_shadow_mismatch, 0, 1); }},
                      {"shadow_ignore_fields", [&](auto& fn, auto& fk) {

@@ -138,7 +138,8 @@ struct RolloutConfig {
   int max_crashed_requests = 3;         // fast path: this many candidate requests failed by a runner crash roll back
   double min_success_rate = 0.95;     // the candidate's own success: no attempt failed
   double min_time_saved = 0.10;         // candidate median latency at least 10 % below stable
-  double max_memory_increase = 0.20;    // candidate median peak bytes at most 20 % above stable
+  double max_memory_increase = 0.20;    // candidate request peak heap at most 20 % above stable ...
+  double min_memory_increase_mb = 4;    // ... unless at most this much more per request
   double max_error_class_spike = 0.05;  // a new error class above this share of candidate requests
   double max_shadow_mismatch = 0.01;
   std::vector<std::string> shadow_ignore_fields;  // JSON pointers ignored when comparing outputs

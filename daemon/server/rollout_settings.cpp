@@ -17,6 +17,7 @@ rollout::RolloutSettings rollout_settings(const config::Config& c) {
   s.criteria.min_success_rate = r.min_success_rate;
   s.criteria.min_time_saved = r.min_time_saved;
   s.criteria.max_memory_increase = r.max_memory_increase;
+  s.criteria.min_memory_increase_bytes = r.min_memory_increase_mb * (1 << 20);
   s.criteria.max_error_class_spike = r.max_error_class_spike;
   s.criteria.max_shadow_mismatch = r.max_shadow_mismatch;
   s.criteria.alpha = r.alpha;

@@ -110,13 +110,14 @@ class RolloutTest : public ::testing::Test {
   }
 
   // n rows per arm; the candidate's latency `ratio` of stable's, each arm with a lognormal spread.
+  static constexpr std::int64_t kStablePeak = 64 << 20;
   static void feed(RolloutController& c, std::int64_t id, int n, double ratio, double candidate_own_failure = 0,
-                   std::int64_t candidate_peak = 1000000) {
+                   std::int64_t candidate_peak = kStablePeak, std::int64_t stable_peak = kStablePeak) {
     std::mt19937 rng(7);
     std::lognormal_distribution<double> spread(0, 0.3);
     std::uniform_real_distribution<double> u(0, 1);
     for (int i = 0; i < n; ++i) {
-      c.record(row(Arm::Stable, id, true, 100 * spread(rng), 1000000));
+      c.record(row(Arm::Stable, id, true, 100 * spread(rng), stable_peak));
       const bool failed = u(rng) < candidate_own_failure;
       c.record(row(Arm::Candidate, id, true, 100 * ratio * spread(rng), candidate_peak, failed ? "a: crashed" : ""));
     }
@@ -225,6 +226,28 @@ TEST_F(RolloutTest, AFasterHealthyCandidateIsKeptAndAFailingOneRolledBack) {
   EXPECT_EQ(c.assign("p", "anyone").arm, Arm::Stable);  // effective at once
 }
 
+// The menu pipeline's case: requests that peak at 1 MiB on stable and 2.4 MiB on the candidate are
+// +140 % by percentage, but 1.4 MiB per request is under min_memory_increase_bytes (4 MiB): the
+// memory check holds and the faster candidate is kept.
+TEST_F(RolloutTest, ASmallHeapIsNotJudgedByItsPercentageAlone) {
+  RolloutController c(settings());
+  c.start();
+  const std::int64_t id = start_rollout(c, 50);
+  feed(c, id, 400, 0.6, 0, 2400000, 1000000);
+  c.evaluate_guardrails_now();
+  const auto s = c.status();
+  EXPECT_EQ(current(c).status, RolloutStatus::Live);
+  ASSERT_TRUE(s.pipelines.at("p").verdict.has_value());
+  const Verdict& v = *s.pipelines.at("p").verdict;
+  EXPECT_EQ(v.decision, Decision::Keep) << v.reason;
+  for (const auto& check : v.checks)
+    if (check.rule == "memory") {
+      EXPECT_EQ(check.result, CheckResult::Holds) << check.text;
+      EXPECT_NEAR(check.estimate, 1.4, 0.01) << check.text;
+      EXPECT_NE(check.text.find("+1.3 MiB"), std::string::npos) << check.text;  // 1 400 000 bytes
+    }
+}
+
 TEST_F(RolloutTest, SlowHungryAndErroringCandidatesAreRolledBack) {
   RolloutController c(settings());
   c.start();
@@ -236,11 +259,12 @@ TEST_F(RolloutTest, SlowHungryAndErroringCandidatesAreRolledBack) {
   EXPECT_NE(r.reason.find("time saved"), std::string::npos) << r.reason;
 
   id = start_rollout(c, 50);
-  feed(c, id, 300, 0.6, 0, 1500000);  // 50 % more memory
+  feed(c, id, 300, 0.6, 0, kStablePeak * 3 / 2);  // 50 % more memory: 32 MiB more per request
   c.evaluate_guardrails_now();
   r = current(c);
   EXPECT_EQ(r.status, RolloutStatus::RolledBack);
   EXPECT_NE(r.reason.find("memory +50.0 %"), std::string::npos) << r.reason;
+  EXPECT_NE(r.reason.find("+32.0 MiB"), std::string::npos) << r.reason;
 
   // A failure class stable never shows, on 15 % of candidate requests.
   id = start_rollout(c, 50);
