@@ -57,8 +57,8 @@ struct ProviderConfig {
   Millis backoff_base{200};
   Millis backoff_max{10000};
   // Which of the provider's waiting calls starts next when a slot or token frees up. Request: the
-  // call of the oldest user request (ties: the call sent first), so concurrent requests finish one
-  // after another instead of all near the end of the batch; Arrival: the call sent first (FIFO).
+  // call of the oldest user request (ties: the call sent first), so the older of concurrent requests
+  // finish sooner at the same throughput; Arrival: the call sent first (FIFO).
   enum class QueueOrder { Request, Arrival };
   QueueOrder queue_order = QueueOrder::Request;
 };

@@ -1,8 +1,8 @@
 // The calls waiting for one provider's slot (max_in_flight) or token (requests_per_minute), in the
 // order they are started. The slots are shared by every user request: started in the order the calls
-// were sent, the calls of N concurrent requests interleave and all N finish near the end of the
-// batch. Started oldest user request first (QueueOrder::Request), the first requests finish about as
-// soon as they would alone, and the provider is kept as busy as before (docs/benchmarks.md).
+// were sent, the calls of N concurrent requests interleave and each request waits behind the others'
+// calls. Started oldest user request first (QueueOrder::Request), the older requests finish sooner
+// and the provider is kept as busy as before (docs/benchmarks.md, "Provider queue order").
 // The queue is also indexed by deadline, so a call whose deadline passes while it waits fails then,
 // wherever it stands in the order.
 #pragma once
