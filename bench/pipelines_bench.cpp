@@ -19,8 +19,9 @@
 // Queue order (--compare-queue-order, instead of the rest): --queue-requests N (16) /translate of
 // menu_ja_12, all parallel, started at once, with the providers' waiting calls started oldest request
 // first (queue_order: request) and in the order they were sent (arrival), rounds of the two
-// alternating in one run; p50 / p90 / max of the N latencies over all rounds. The provider slots are
-// the bottleneck, and arrival order shares them among all N requests, so all finish near the end.
+// alternating in one run; p50 / p90 / max of the N latencies over all rounds. Arrival order shares
+// the provider slots among all N requests; request order serves the oldest first, which should bring
+// the median down at the same throughput (the max).
 // requests_per_minute is divided by the time scale, like the latencies. Each batch's median stage
 // times go to stderr: OCR is local CPU work, which the queue order does not reach.
 // Concurrency: N /analyze requests (parallel variants, one image) at once against one alone, on the
