@@ -3,6 +3,7 @@
 //
 //   build/bench/pipelines_bench [--time-scale 1] [--runs 3] [--openai-in-flight N] [--menu menu_ja_40]
 //                               [--worker-threads N] [--concurrent N] [--compare-isolation]
+//                               [--compare-queue-order [--queue-requests 16]]
 //
 // Menu: all-serial vs all-parallel end to end, and the critical-path bound of the parallel pipeline
 // given the in-flight limits:
@@ -15,6 +16,14 @@
 // Isolation (--compare-isolation): the menu all-parallel with its non-stable variants in runner
 // processes (isolation: process, as configs/default.yaml has them) against the same variants loaded
 // in-process, runs of the two interleaved.
+// Queue order (--compare-queue-order, instead of the rest): --queue-requests N (16) /translate of
+// menu_ja_12, all parallel, started at once, with the providers' waiting calls started oldest request
+// first (queue_order: request) and in the order they were sent (arrival), rounds of the two
+// alternating in one run; p50 / p90 / max of the N latencies over all rounds. Arrival order shares
+// the provider slots among all N requests; request order serves the oldest first, which should bring
+// the median down at the same throughput (the max).
+// requests_per_minute is divided by the time scale, like the latencies. Each batch's median stage
+// times go to stderr: OCR is local CPU work, which the queue order does not reach.
 // Concurrency: N /analyze requests (parallel variants, one image) at once against one alone, on the
 // pool of --worker-threads: runs waiting on providers hold no pool thread, so N at once take about
 // as long as one, as far as the providers' in-flight limits allow (gemini: 4). A run that held a
@@ -40,6 +49,14 @@ double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// Nearest-rank percentile.
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
+  return v[std::clamp<std::size_t>(rank, 1, v.size()) - 1];
 }
 
 double stage_s(const RunResult& r, const std::string& stage) {
@@ -77,12 +94,54 @@ double median_stage(const Arm& arm, const std::string& stage) {
   return median(v);
 }
 
+using QueueOrder = pipelined::config::ProviderConfig::QueueOrder;
+
+// `n` requests of `pipeline` started at once, every provider's queue in `order`; their latencies.
+std::vector<double> concurrent_latencies(harness::Stack& stack, const std::string& pipeline, const pipelined::sdk::Attachment& file, int n,
+                                         QueueOrder order) {
+  auto providers = stack.config().providers;
+  for (auto& [name, p] : providers) p.queue_order = order;
+  stack.outbound().update_providers(providers);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // applied on the I/O thread's next turn
+  std::vector<double> latency(static_cast<std::size_t>(n));
+  std::vector<RunResult> results(static_cast<std::size_t>(n));
+  std::vector<std::thread> clients;
+  std::atomic<int> failed{0};
+  for (int c = 0; c < n; ++c)
+    clients.emplace_back([&, c] {
+      const auto start = std::chrono::steady_clock::now();
+      RunResult r = stack.run(pipeline, {file}, stack.all(pipeline, "parallel"));
+      latency[static_cast<std::size_t>(c)] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (!r.ok) {
+        std::fprintf(stderr, "  run failed: %s: %s\n", r.error_class.c_str(), r.error_message.c_str());
+        ++failed;
+      }
+      results[static_cast<std::size_t>(c)] = std::move(r);
+    });
+  for (auto& t : clients) t.join();
+  // Where the time went: a stage that waits on the CPU (OCR) rather than on provider slots is not
+  // helped by the queue order.
+  std::fprintf(stderr, "   stages (median s):");
+  for (const char* stage : {"ocr", "categorize", "translate", "describe", "images"}) {
+    std::vector<double> v;
+    for (const auto& r : results) v.push_back(stage_s(r, stage));
+    std::fprintf(stderr, " %s %.2f", stage, median(v));
+  }
+  std::fprintf(stderr, "\n");
+  if (failed > 0) {
+    std::cerr << failed << " concurrent " << pipeline << " runs failed\n";
+    std::exit(1);
+  }
+  return latency;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string time_scale = "1", menu = "menu_ja_40";
   int runs = 3, openai_in_flight = 0, worker_threads = 0, concurrent = 8;
-  bool compare_isolation = false;
+  bool compare_isolation = false, compare_queue_order = false;
+  int queue_requests = 16;
   std::string command = argv[0];
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -102,9 +161,11 @@ int main(int argc, char** argv) {
     else if (a == "--worker-threads") worker_threads = std::stoi(value());
     else if (a == "--concurrent") concurrent = std::stoi(value());
     else if (a == "--compare-isolation") compare_isolation = true;
+    else if (a == "--compare-queue-order") compare_queue_order = true;
+    else if (a == "--queue-requests") queue_requests = std::stoi(value());
     else {
       std::cerr << "usage: " << argv[0] << " [--time-scale S] [--runs N] [--openai-in-flight N] [--menu FIXTURE]"
-                   " [--worker-threads N] [--concurrent N] [--compare-isolation]\n";
+                   " [--worker-threads N] [--concurrent N] [--compare-isolation] [--compare-queue-order] [--queue-requests N]\n";
       return 2;
     }
   }
@@ -121,6 +182,11 @@ int main(int argc, char** argv) {
           if (v.config.contains("max_in_flight")) v.config["max_in_flight"] = openai_in_flight;
   }
   if (worker_threads > 0) config->worker_threads = worker_threads;
+  // The sim's --time-scale compresses the providers' latencies; their per-minute limits are
+  // compressed alike, or the second batch of a round would meet a bucket the first one emptied
+  // (16 menus take some 500 openai calls against 600 a minute) and the orders would not compare.
+  if (compare_queue_order && std::stod(time_scale) > 0)
+    for (auto& [name, p] : config->providers) p.requests_per_minute /= std::stod(time_scale);
   const int in_flight = config->providers.at("openai").max_in_flight;
   harness::Stack stack(config);
 
@@ -133,6 +199,42 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "warm-up (Tesseract engines, connections)\n");
   measure(stack, "menu", {harness::fixture("menus/menu_ja_12.png")}, "parallel", 1);
   measure(stack, "medicine", one, "parallel", 1);
+
+  if (compare_queue_order) {
+    const auto fixture = harness::fixture("menus/menu_ja_12.png");
+    std::vector<double> alone_s, by_request, by_arrival;
+    const auto calls_before = stack.outbound().stats()["openai"].requests;
+    for (int i = 0; i < runs; ++i) {
+      alone_s.push_back(measure(stack, "menu", {fixture}, "parallel", 1).wall_s.front());
+      // Alternating which order goes first, so neither always meets the other's leftovers (the
+      // requests-per-minute bucket, warm connections).
+      for (const QueueOrder order :
+           (i % 2 == 0) ? std::vector{QueueOrder::Request, QueueOrder::Arrival} : std::vector{QueueOrder::Arrival, QueueOrder::Request}) {
+        auto l = concurrent_latencies(stack, "menu", fixture, queue_requests, order);
+        std::fprintf(stderr, "  round %d, %s order: p50 %.2f s, max %.2f s\n", i + 1, order == QueueOrder::Request ? "request" : "arrival",
+                     percentile(l, 50), percentile(l, 100));
+        auto& all = order == QueueOrder::Request ? by_request : by_arrival;
+        all.insert(all.end(), l.begin(), l.end());
+      }
+    }
+    std::printf(
+        "## queue order: %d concurrent /translate of menu_ja_12, all parallel, provider-sim --time-scale %s, "
+        "openai max_in_flight %d, %d rounds\n\n",
+        queue_requests, time_scale.c_str(), in_flight, runs);
+    std::printf("| queue_order | p50 s | p90 s | max s | requests |\n|---|---|---|---|---|\n");
+    for (const auto& [name, l] : {std::pair<const char*, std::vector<double>*>{"request", &by_request}, {"arrival", &by_arrival}})
+      std::printf("| %s | %.2f | %.2f | %.2f | %zu |\n", name, percentile(*l, 50), percentile(*l, 90), percentile(*l, 100), l->size());
+    std::printf(
+        "\none alone (median of %d): %.2f s; request / arrival: p50 %.2f, p90 %.2f, max %.2f "
+        "(goal: p50 about 0.5, max at most a few percent above 1)\n",
+        runs, median(alone_s), percentile(by_request, 50) / percentile(by_arrival, 50),
+        percentile(by_request, 90) / percentile(by_arrival, 90), percentile(by_request, 100) / percentile(by_arrival, 100));
+    const auto calls = stack.outbound().stats()["openai"].requests - calls_before;
+    std::printf("openai calls per request: %.1f\n", static_cast<double>(calls) / (runs * (2.0 * queue_requests + 1)));
+    std::printf("\ncommand: %s\n", command.c_str());
+    harness::fs::remove_all(state);
+    return 0;
+  }
 
   // One image generation alone, the unit of the images stage's critical path.
   std::vector<double> image_s;

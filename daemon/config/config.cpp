@@ -287,7 +287,14 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
                        {"requests_per_minute", [&](auto& fn, auto& fk) { r.read_double(fn, fk, p.requests_per_minute, 0, 1e9); }},
                        {"max_retries", [&](auto& fn, auto& fk) { r.read_int(fn, fk, p.max_retries, 0, 100); }},
                        {"backoff_base_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, p.backoff_base); }},
-                       {"backoff_max_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, p.backoff_max); }}});
+                       {"backoff_max_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, p.backoff_max); }},
+                       {"queue_order", [&](auto& fn, auto& fk) {
+                          std::string order;
+                          r.read(fn, fk, order);
+                          if (order == "request") p.queue_order = ProviderConfig::QueueOrder::Request;
+                          else if (order == "arrival") p.queue_order = ProviderConfig::QueueOrder::Arrival;
+                          else r.error(fn, fk, "expected 'request' or 'arrival'");
+                        }}});
            if (p.base_url.empty()) r.error(kv.second, pk, "a provider needs 'base_url'");
            c.providers[p.name] = std::move(p);
          }

@@ -56,6 +56,11 @@ struct ProviderConfig {
   int max_retries = 3;
   Millis backoff_base{200};
   Millis backoff_max{10000};
+  // Which of the provider's waiting calls starts next when a slot or token frees up. Request: the
+  // call of the oldest user request (ties: the call sent first), so the older of concurrent requests
+  // finish sooner at the same throughput; Arrival: the call sent first (FIFO).
+  enum class QueueOrder { Request, Arrival };
+  QueueOrder queue_order = QueueOrder::Request;
 };
 
 struct VariantConfig {

@@ -34,6 +34,9 @@ struct RunRequest {
   std::string request_id;
   std::string pipeline;
   Clock::time_point deadline;
+  // When the user's request arrived (a whole-request fallback keeps it): the request's outbound
+  // calls wait behind those of older requests only. Unset (the epoch): when the engine starts the run.
+  Clock::time_point arrived{};
   Payload input;
   // stage -> variant to run; a stage not listed runs its stable variant.
   std::map<std::string, std::string> variants;

@@ -161,6 +161,9 @@ int http_send(pl_run_context* ctx, const pl_http_request* request, pl_http_callb
   if (request->body) r.body.assign(request->body, request->body_size);
   r.timeout = std::chrono::milliseconds(request->timeout_ms);
   r.deadline = ctx->deadline;
+  // Isolated variants' calls come here too (the supervisor forwards them with the engine's ctx), so
+  // every call of a user request waits by that request's age.
+  r.request_arrived = ctx->request->request.arrived;
   // The callback is the plugin's code: its library stays loaded until the callback returns.
   client->send(std::move(r), [callback, user, plugins = ctx->request->plugins](outbound::Response response) {
     pl_http_response c{response.status,

@@ -25,6 +25,7 @@ void Scheduler::run(std::shared_ptr<const plugin_host::PluginSet> plugins, RunRe
   run->outbound = outbound_;
   run->plugins = std::move(plugins);
   run->request = std::move(request);
+  if (run->request.arrived == Clock::time_point{}) run->request.arrived = run->started;
   run->done = std::move(done);
   run->account.limit = run->request.memory_limit_bytes;
   run->account.cancel = run->request.cancelled.get();

@@ -1,4 +1,5 @@
 #include "daemon/outbound/outbound.h"
+#include "daemon/outbound/call_queue.h"
 
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>
@@ -63,7 +64,7 @@ struct ProviderState {
   int in_flight = 0;
   double tokens = 0;  // requests-per-minute token bucket (see capacity)
   Clock::time_point refilled = Clock::now();
-  std::deque<Call*> queue;  // admitted, waiting for a slot or a token
+  CallQueue queue;  // admitted, waiting for a slot or a token
   ProviderStats stats;
 
   // A minute's allowance, refilled continuously, as providers describe their own per-minute limits:
@@ -91,6 +92,7 @@ struct Call {
   Request request;
   std::function<void(Response)> done;
   ProviderState* provider = nullptr;
+  std::uint64_t seq = 0;  // order of send(): breaks ties between calls of one request
   int attempts = 0;
   Clock::time_point not_before{};
   CURL* easy = nullptr;
@@ -105,6 +107,7 @@ struct OutboundClient::Impl {
   std::thread io;
   mutable std::mutex mu;  // incoming, stopping, providers' stats and configs
   std::deque<Call*> incoming;
+  std::uint64_t sent = 0;  // calls sent so far, the next call's seq
   bool stopping = false;
   std::optional<std::map<std::string, config::ProviderConfig>> pending_providers;
   std::set<Call*> active;  // started and not completed (I/O thread only)
@@ -136,6 +139,7 @@ struct OutboundClient::Impl {
         p->tokens = std::max(1.0, cfg.requests_per_minute);
       }
       p->config = cfg;
+      p->queue.set_order(cfg.queue_order);
     }
   }
 
@@ -309,8 +313,10 @@ struct OutboundClient::Impl {
       }
       call->provider = it->second.get();
     }
-    call->provider->queue.push_back(call);
+    enqueue(call);
   }
+
+  void enqueue(Call* call) { call->provider->queue.push(call, call->request.request_arrived, call->seq, call->request.deadline); }
 
   // Starts what the limits allow; returns when the loop should look again at the latest.
   Clock::time_point dispatch(Clock::time_point now) {
@@ -318,25 +324,20 @@ struct OutboundClient::Impl {
     while (!backoff.empty() && backoff.begin()->first <= now) {
       Call* c = backoff.begin()->second;
       backoff.erase(backoff.begin());
-      c->provider->queue.push_front(c);  // a retry goes before requests that arrived after it
+      enqueue(c);  // a retry keeps its place: same request age, same seq
     }
     if (!backoff.empty()) next = std::min(next, backoff.begin()->first);
     auto serve = [&](ProviderState& p) {
+      for (Call* c : p.queue.pop_expired(now))
+        fail(c, PL_ERR_TIMEOUT, "request deadline passed while queued for provider '" + c->request.provider + "'");
       while (!p.queue.empty()) {
-        Call* c = p.queue.front();
-        if (now >= c->request.deadline) {
-          p.queue.pop_front();
-          fail(c, PL_ERR_TIMEOUT, "request deadline passed while queued for provider '" + c->request.provider + "'");
-          continue;
-        }
         if (!p.can_start(now)) {
           if (p.in_flight < p.config.max_in_flight) next = std::min(next, p.next_token());
-          next = std::min(next, c->request.deadline);
           break;
         }
-        p.queue.pop_front();
-        start(c, now);
+        start(p.queue.pop_front(), now);
       }
+      next = std::min(next, p.queue.earliest_deadline());
     };
     for (auto& [name, p] : providers) serve(*p);
     serve(unlimited);
@@ -375,8 +376,7 @@ struct OutboundClient::Impl {
     for (auto& [t, c] : backoff) left.push_back(c);
     backoff.clear();
     for (auto* p : all_providers())
-      for (Call* c : p->queue) left.push_back(c);
-    for (auto* p : all_providers()) p->queue.clear();
+      for (Call* c : p->queue.take_all()) left.push_back(c);
     for (Call* call : std::vector<Call*>(active.begin(), active.end())) {
       release_handle(call);
       left.push_back(call);
@@ -419,6 +419,8 @@ void OutboundClient::send(Request request, std::function<void(Response)> done) {
       d(std::move(r));
       return;
     }
+    if (call->request.request_arrived == Clock::time_point{}) call->request.request_arrived = Clock::now();
+    call->seq = impl_->sent++;
     impl_->incoming.push_back(call);
   }
   curl_multi_wakeup(impl_->multi);

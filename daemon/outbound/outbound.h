@@ -1,7 +1,8 @@
 // Outbound HTTP for plugins: one libcurl multi handle driven by one I/O thread, so a request in
 // flight costs no thread. Per provider: base URL and key, per-attempt timeout, a cap on requests in
 // flight, a requests-per-minute token bucket, retries with exponential backoff and full jitter on
-// 5xx and timeouts, 429 honoured with its Retry-After, connections reused.
+// 5xx and timeouts, 429 honoured with its Retry-After, connections reused. Calls waiting for a slot
+// start oldest user request first (queue_order, call_queue.h).
 #pragma once
 
 #include "daemon/config/config.h"
@@ -24,6 +25,9 @@ struct Request {
   std::string body;
   std::chrono::milliseconds timeout{0};  // 0: provider default
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  // When the user request this call is made for arrived: a provider's waiting calls start oldest
+  // request first (call_queue.h). Unset (the epoch): the time the call is sent.
+  std::chrono::steady_clock::time_point request_arrived{};
 };
 
 struct Response {

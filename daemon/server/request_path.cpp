@@ -158,6 +158,7 @@ void RequestPath::start_run(const std::shared_ptr<Exchange>& x, std::map<std::st
   run.request_id = x->request_id;
   run.pipeline = x->endpoint->pipeline;
   run.deadline = x->started + x->plugins->config->server.request_timeout;
+  run.arrived = x->started;
   run.memory_limit_bytes = x->plugins->config->server.max_request_memory_mb << 20;
   run.input = x->input;
   run.variants = std::move(variants);

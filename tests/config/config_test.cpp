@@ -176,6 +176,19 @@ TEST(Config, ProcessLimits) {
             "server.max_request_memory_mb");
 }
 
+TEST(Config, ProviderQueueOrder) {
+  const std::string provider = "providers:\n  a:\n    base_url: http://127.0.0.1:1/v1\n";
+  auto defaults = load_string(std::string(kValid) + provider);
+  ASSERT_TRUE(defaults.errors.empty()) << defaults.errors.front().to_string();
+  EXPECT_EQ(defaults.config->providers.at("a").queue_order, ProviderConfig::QueueOrder::Request);
+  auto fifo = load_string(std::string(kValid) + provider + "    queue_order: arrival\n");
+  ASSERT_TRUE(fifo.errors.empty()) << fifo.errors.front().to_string();
+  EXPECT_EQ(fifo.config->providers.at("a").queue_order, ProviderConfig::QueueOrder::Arrival);
+  auto e = only_error(std::string(kValid) + provider + "    queue_order: fifo\n");
+  EXPECT_EQ(e.key, "providers.a.queue_order");
+  EXPECT_NE(e.message.find("expected 'request' or 'arrival'"), std::string::npos) << e.to_string();
+}
+
 TEST(Config, TcpAdminNeedsTokenAndLoopback) {
   auto e = only_error(std::string(kValid) + "admin:\n  tcp: 127.0.0.1:9000\n");
   EXPECT_NE(e.message.find("token"), std::string::npos);

@@ -1,11 +1,12 @@
 // The outbound client against provider-sim: connection reuse, deadlines, 429 + Retry-After,
-// many requests in flight on one I/O thread.
+// many requests in flight on one I/O thread, the order waiting calls start in.
 #include "daemon/outbound/outbound.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <future>
+#include <mutex>
 
 #include "tests/pipelines/harness.h"
 
@@ -15,8 +16,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-std::map<std::string, config::ProviderConfig> providers(const harness::ProviderSim& sim, int max_in_flight = 8, int retries = 3) {
+std::map<std::string, config::ProviderConfig> providers(
+    const harness::ProviderSim& sim, int max_in_flight = 8, int retries = 3,
+    config::ProviderConfig::QueueOrder order = config::ProviderConfig::QueueOrder::Request) {
   config::ProviderConfig p;
+  p.queue_order = order;
   p.name = "openai";
   p.base_url = sim.url() + "/v1";
   p.api_key = "k";
@@ -105,6 +109,71 @@ TEST(Outbound, HundredsInFlightOnOneThreadRespectTheLimit) {
   for (auto& c : calls) EXPECT_EQ(c.load(), 1);
   EXPECT_LE(sim.stats()["endpoints"]["images/generations"]["peak_in_flight"].get<int>(), 16);
   EXPECT_EQ(client.stats()["openai"].peak_in_flight, 16);
+}
+
+// The order the calls of one slot (max_in_flight 1) complete in, which is the order they started:
+// a call the slot is busy with, then two calls of a newer user request, then two of an older one.
+std::vector<std::string> completion_order(config::ProviderConfig::QueueOrder order) {
+  harness::ProviderSim sim({"--time-scale", "0.05"});  // an image takes 0.3 s
+  OutboundClient client(providers(sim, 1, 0, order));
+  const auto now = Clock::now();
+  std::mutex mu;
+  std::vector<std::string> completed;
+  std::atomic<int> done{0};
+  auto send = [&](const std::string& name, Clock::time_point request_arrived) {
+    Request r = image_request();
+    r.request_arrived = request_arrived;
+    client.send(std::move(r), [&, name](Response res) {
+      EXPECT_EQ(res.status, 200) << name << ": " << res.error;
+      std::lock_guard lock(mu);
+      completed.push_back(name);
+      done.fetch_add(1);
+    });
+  };
+  send("busy", now - std::chrono::seconds(20));  // the oldest: started first even if admitted with the rest
+  send("newer 1", now);
+  send("newer 2", now);
+  send("older 1", now - std::chrono::seconds(10));
+  send("older 2", now - std::chrono::seconds(10));
+  while (done.load() < 5) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(sim.stats()["endpoints"]["images/generations"]["peak_in_flight"], 1);
+  return completed;
+}
+
+TEST(Outbound, WaitingCallsStartOldestRequestFirst) {
+  using Order = config::ProviderConfig::QueueOrder;
+  EXPECT_EQ(completion_order(Order::Request), (std::vector<std::string>{"busy", "older 1", "older 2", "newer 1", "newer 2"}));
+  // queue_order: arrival keeps the order the calls were sent in.
+  EXPECT_EQ(completion_order(Order::Arrival), (std::vector<std::string>{"busy", "newer 1", "newer 2", "older 1", "older 2"}));
+}
+
+TEST(Outbound, QueuedCallFailsAtItsDeadlineWhereverItWaits) {
+  // The slot is busy for 1.2 s and an older request's call waits before ours: ours fails with the
+  // timeout class when its deadline passes, not when it reaches the front.
+  harness::ProviderSim sim({"--time-scale", "0.2"});
+  OutboundClient client(providers(sim, 1, 0));
+  const auto now = Clock::now();
+  std::atomic<int> others{0};
+  for (int i = 0; i < 2; ++i) {
+    Request r = image_request();
+    r.request_arrived = now - std::chrono::seconds(10);
+    client.send(std::move(r), [&](Response res) {
+      EXPECT_EQ(res.status, 200) << res.error;
+      others.fetch_add(1);
+    });
+  }
+  const auto t0 = Clock::now();
+  Request mine = image_request(std::chrono::milliseconds(300));
+  mine.request_arrived = now;
+  const Response r = send_sync(client, std::move(mine));
+  const auto waited = Clock::now() - t0;
+  EXPECT_EQ(r.error_class, "timeout");
+  EXPECT_NE(r.error.find("deadline passed while queued"), std::string::npos) << r.error;
+  EXPECT_EQ(r.attempts, 0);
+  EXPECT_GE(waited, std::chrono::milliseconds(250));
+  EXPECT_LT(waited, std::chrono::milliseconds(1000));  // the busy call takes 1.2 s
+  EXPECT_EQ(others.load(), 0);
+  while (others.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(5));
 }
 
 TEST(Outbound, UnknownProviderAndShutdownAnswerOnce) {
