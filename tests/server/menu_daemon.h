@@ -32,6 +32,7 @@ class MenuDaemon {
   }
 
   unsigned short port() const { return daemon_->port(); }
+  pid_t pid() const { return daemon_->pid(); }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port()); }
   const TempDir& dir() const { return dir_; }
 
