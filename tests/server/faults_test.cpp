@@ -1,10 +1,13 @@
 // Faults around the running daemon: the metrics database full, removed or locked by another writer,
-// SIGKILL under load, a plugin directory others can write to, an admin socket refused to another
-// user. User requests must not notice the database; what is lost is counted by cause.
+// SIGKILL under load, a database the daemon may not write, a plugin directory others can write to,
+// an admin socket refused to another user. User requests must not notice the database; what is lost is counted by cause.
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include <atomic>
 #include <nlohmann/json.hpp>
@@ -121,6 +124,33 @@ TEST_F(FaultsTest, DatabaseLockedByAnotherWriterLosesRowsCountedAsLocked) {
   }
   serve(3);
   EXPECT_EQ(rows_when([](const json& r) { return r["written"] == 5; })["written"], 5);
+}
+
+// A database the daemon may read but not write (root ignores file modes, so the daemon runs as uid
+// 65534 here, the file root's and 0444): the daemon starts, is ready and answers every request; the
+// rows are lost and counted as unavailable (read-only is one of its causes).
+TEST_F(FaultsTest, ReadOnlyDatabaseLosesRowsCountedAsUnavailableNotRequests) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to start the daemon as another user";
+  start();
+  serve(2);
+  ASSERT_EQ(rows_when([](const json& r) { return r["written"] == 2; })["written"], 2);
+  ASSERT_EQ(daemon_->stop(SIGTERM), 0);
+  namespace fs = std::filesystem;
+  for (const auto& entry : fs::recursive_directory_iterator(dir_ / "state"))
+    ASSERT_EQ(::chown(entry.path().c_str(), 65534, 65534), 0) << entry.path();
+  ASSERT_EQ(::chown((dir_ / "state").c_str(), 65534, 65534), 0);
+  ASSERT_EQ(::chown(database().c_str(), 0, 0), 0);
+  fs::permissions(database(), fs::perms(0444));
+  const std::string as_nobody = dir_ / "pipelined-as-nobody";
+  write_file(as_nobody, "#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups " + std::string(PIPELINED_BINARY) + " \"$@\"\n");
+  fs::permissions(as_nobody, fs::perms(0755));
+  daemon_ = std::make_unique<DaemonProcess>(dir_ / "pipelined.yaml", as_nobody);
+
+  EXPECT_EQ(HttpClient(daemon_->port()).request(http::verb::get, "/readyz").result_int(), 200);
+  serve(5);
+  const auto r = rows_when([](const json& r) { return r["lost"] == 5; });
+  EXPECT_EQ(r["lost_by_cause"]["unavailable"], 5) << r.dump();
+  EXPECT_EQ(r["written"], 0) << r.dump();
 }
 
 // The writer commits a batch (at most 4096 rows) every flush interval (50 ms here) or at 512 rows
