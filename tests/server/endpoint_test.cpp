@@ -61,6 +61,7 @@ TEST(Multipart, MalformedBodiesAreErrors) {
       "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--",                   // no disposition
       "--b\r\nno colon here\r\n\r\nx\r\n--b--",                              // bad header line
       "--bX\r\n",                                                            // boundary not followed by CRLF
+      "x--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nx\r\n--b--",  // one byte of preamble (threw out_of_range; fuzz)
   };
   for (const char* body : bad) {
     auto r = parse_multipart(body, "b");
