@@ -37,7 +37,8 @@ std::optional<std::size_t> array_index(const std::string& token) {
   std::size_t i = 0;
   const char* end = token.data() + token.size();
   if (token.empty() || !std::all_of(token.begin(), token.end(), [](unsigned char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
-  if (std::from_chars(token.data(), end, i).ptr != end) return std::nullopt;
+  const auto [ptr, ec] = std::from_chars(token.data(), end, i);
+  if (ec != std::errc() || ptr != end) return std::nullopt;
   return i;
 }
 
