@@ -54,8 +54,8 @@ std::string variants(const json& v) {
 }
 
 std::string rollout_line(const json& r) {
-  std::string line = "rollout " + text(field(r, "id")) + " of " + text(field(r, "pipeline")) + ": " + text(field(r, "status")) + ", candidate " +
-                     format_percent(r.value("percent", 0.0) / 100, 2);
+  std::string line = "rollout " + text(field(r, "id")) + " of " + text(field(r, "pipeline")) + ": " + text(field(r, "status")) +
+                     ", candidate " + format_percent(r.value("percent", 0.0) / 100, 2);
   if (r.value("shadow_percent", 0.0) > 0) line += ", shadow " + format_percent(r.value("shadow_percent", 0.0) / 100, 2);
   line += " (" + variants(field(r, "variants")) + ")";
   if (!r.value("reason", "").empty()) line += "\n  reason: " + r.value("reason", "");
@@ -100,9 +100,11 @@ std::string table(const std::vector<std::vector<std::string>>& rows) {
 
 std::string format_status(const json& s) {
   std::ostringstream out;
-  out << "pipelined " << text(field(s, "version")) << ", up " << text(field(s, "uptime_s")) << " s, config " << text(field(s, "config")) << "\n";
+  out << "pipelined " << text(field(s, "version")) << ", up " << text(field(s, "uptime_s")) << " s, config " << text(field(s, "config"))
+      << "\n";
   out << (s.value("ready", false) ? "ready" : "NOT READY: " + s.value("not_ready_reason", "")) << ", "
-      << text(field(s, "requests_in_flight")) << " requests in flight, plugin generation " << text(field(field(s, "plugins"), "generation")) << "\n\n";
+      << text(field(s, "requests_in_flight")) << " requests in flight, plugin generation " << text(field(field(s, "plugins"), "generation"))
+      << "\n\n";
   const json& rollout = field(s, "rollout");
   std::vector<std::vector<std::string>> rows = {{"PIPELINE", "ROLLOUT", "STATUS", "CANDIDATE", "SHADOW", "VARIANTS"}};
   for (const auto& [name, p] : field(rollout, "pipelines").items()) {
@@ -122,7 +124,8 @@ std::string format_status(const json& s) {
   }
   if (rollout.contains("metrics")) {
     const json& m = field(rollout, "metrics");
-    out << "\nmetrics rows: " << text(field(m, "written")) << " written, " << text(field(m, "queued")) << " queued, " << text(field(m, "lost")) << " lost";
+    out << "\nmetrics rows: " << text(field(m, "written")) << " written, " << text(field(m, "queued")) << " queued, "
+        << text(field(m, "lost")) << " lost";
     if (m.value("lost", 0) > 0) {
       out << " (";
       bool first = true;
@@ -170,20 +173,22 @@ std::string format_report(const json& report) {
     for (const auto& [arm, a] : field(p, "arms").items()) {
       std::string errors;
       for (const auto& [cls, n] : field(a, "own_failures_by_class").items()) errors += (errors.empty() ? "" : ", ") + cls + " " + text(n);
-      rows.push_back({arm, text(field(a, "requests")), format_percent(a.value("success_rate", 0.0)), format_percent(a.value("own_success_rate", 0.0)),
-                      text(field(a, "fallbacks")) + " (" + format_percent(a.value("fallback_rate", 0.0)) + ")",
-                      fixed(field(a, "latency_ms").value("p50", 0.0), 1) + " ms", fixed(field(a, "latency_ms").value("p95", 0.0), 1) + " ms",
-                      fixed(field(a, "latency_ms").value("p99", 0.0), 1) + " ms", bytes(field(a, "peak_bytes").value("p50", 0.0)),
-                      errors.empty() ? "-" : errors});
+      rows.push_back(
+          {arm, text(field(a, "requests")), format_percent(a.value("success_rate", 0.0)), format_percent(a.value("own_success_rate", 0.0)),
+           text(field(a, "fallbacks")) + " (" + format_percent(a.value("fallback_rate", 0.0)) + ")",
+           fixed(field(a, "latency_ms").value("p50", 0.0), 1) + " ms", fixed(field(a, "latency_ms").value("p95", 0.0), 1) + " ms",
+           fixed(field(a, "latency_ms").value("p99", 0.0), 1) + " ms", bytes(field(a, "peak_bytes").value("p50", 0.0)),
+           errors.empty() ? "-" : errors});
     }
     out << table(rows);
     if (p.contains("time_saved"))
-      out << "time saved (geometric mean): " << interval(field(p, "time_saved")) << "; at the median " << format_percent(field(p, "time_saved").value("p50", 0.0))
-          << "\n";
+      out << "time saved (geometric mean): " << interval(field(p, "time_saved")) << "; at the median "
+          << format_percent(field(p, "time_saved").value("p50", 0.0)) << "\n";
     if (p.contains("memory_increase")) out << "memory increase (request peak heap): " << interval(field(p, "memory_increase")) << "\n";
     const json& shadow = field(p, "shadow");
     if (shadow.value("compared", 0.0) > 0)
-      out << "shadow: " << text(field(shadow, "compared")) << " compared, mismatch " << format_percent(shadow.value("mismatch_rate", 0.0)) << "\n";
+      out << "shadow: " << text(field(shadow, "compared")) << " compared, mismatch " << format_percent(shadow.value("mismatch_rate", 0.0))
+          << "\n";
     std::vector<std::vector<std::string>> stages = {{"STAGE", "ARM", "RUNS", "FALLBACKS", "P50", "P95"}};
     for (const auto& [arm, a] : field(p, "arms").items())
       for (const auto& [stage, s] : field(a, "stages").items())
@@ -199,12 +204,13 @@ std::string format_report(const json& report) {
     if (checks.size() > 1) out << table(checks);
     std::vector<std::vector<std::string>> events = {{"TIME", "ACTOR", "ACTION", "SHARE", "REASON"}};
     for (const auto& e : p.value("events", json::array()))
-      events.push_back({text(field(e, "time_ms")), text(field(e, "actor")), text(field(e, "action")), format_percent(e.value("percent", 0.0) / 100, 2),
-                        text(field(e, "reason"))});
+      events.push_back({text(field(e, "time_ms")), text(field(e, "actor")), text(field(e, "action")),
+                        format_percent(e.value("percent", 0.0) / 100, 2), text(field(e, "reason"))});
     if (events.size() > 1) out << "decisions and actions, newest first:\n" << table(events);
     out << "\n";
   }
-  if (report.value("rows_lost", 0) > 0) out << "note: " << text(field(report, "rows_lost")) << " metrics rows were lost; figures leave them out\n";
+  if (report.value("rows_lost", 0) > 0)
+    out << "note: " << text(field(report, "rows_lost")) << " metrics rows were lost; figures leave them out\n";
   return out.str();
 }
 
@@ -219,14 +225,14 @@ std::string format_plugins(const json& p) {
       rss = bytes(r.value("rss_bytes", 0.0));
       crashed = text(field(r, "crashes"));
       if (!r.value("last_crash", "").empty())
-        crashes += text(field(e, "pipeline")) + "/" + text(field(e, "stage")) + "/" + text(field(e, "variant")) + " last crash: " + r.value("last_crash", "") + "\n";
+        crashes += text(field(e, "pipeline")) + "/" + text(field(e, "stage")) + "/" + text(field(e, "variant")) +
+                   " last crash: " + r.value("last_crash", "") + "\n";
     }
-    rows.push_back({text(field(e, "pipeline")), text(field(e, "stage")), text(field(e, "variant")), text(field(e, "plugin")), text(field(e, "version")),
-                    bytes(e.value("instance_bytes", 0.0)), isolation, rss, crashed,
-                    text(field(e, "file"))});
+    rows.push_back({text(field(e, "pipeline")), text(field(e, "stage")), text(field(e, "variant")), text(field(e, "plugin")),
+                    text(field(e, "version")), bytes(e.value("instance_bytes", 0.0)), isolation, rss, crashed, text(field(e, "file"))});
   }
-  return "plugin generation " + text(field(p, "generation")) + ", " + text(field(p, "retired_libraries")) + " retired libraries still in use\n" + table(rows) +
-         crashes;
+  return "plugin generation " + text(field(p, "generation")) + ", " + text(field(p, "retired_libraries")) +
+         " retired libraries still in use\n" + table(rows) + crashes;
 }
 
 }  // namespace pipectl

@@ -374,8 +374,8 @@ std::string events_table(const json& events) {
     const std::string action = str(field(e, "action"));
     out += "<tr><td>" + esc(clock_time(field(e, "time_ms").get<std::int64_t>(), true)) + "</td><td>" + esc(str(field(e, "actor"))) +
            "</td><td><span class=\"action\" style=\"border-color:" + action_color(action) + "\">" + esc(action) + "</span></td><td>" +
-           esc(format_percent(e.value("percent", 0.0) / 100, 2)) + "</td><td>" + esc(str(field(e, "reason"))) + checks_text(field(e, "details")) +
-           "</td></tr>\n";
+           esc(format_percent(e.value("percent", 0.0) / 100, 2)) + "</td><td>" + esc(str(field(e, "reason"))) +
+           checks_text(field(e, "details")) + "</td></tr>\n";
   }
   return out + "</table>\n";
 }

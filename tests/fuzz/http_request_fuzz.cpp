@@ -76,7 +76,8 @@ server::Response dispatch(const config::Config& c, server::Request& req) {
   const bool keep_alive = req.keep_alive();
   const std::string_view target = req.target();
   const std::string path(target.substr(0, target.find('?')));
-  if (path == "/healthz" && req.method() == http::verb::get) return server::json_response(version, keep_alive, 200, R"({"status":"alive"})");
+  if (path == "/healthz" && req.method() == http::verb::get)
+    return server::json_response(version, keep_alive, 200, R"({"status":"alive"})");
   const config::EndpointConfig* endpoint = nullptr;
   for (const auto& e : c.endpoints)
     if (e.path == path && e.method == req.method_string()) endpoint = &e;
@@ -126,10 +127,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (ec) {
       // Session::fail_read: limits and malformed requests are answered, then the connection closes.
       const unsigned version = parser.is_header_done() ? parser.get().version() : 11;
-      if (ec == http::error::header_limit) response = server::error_response(version, false, 431, "request header fields too large");
-      else if (ec == http::error::body_limit) response = server::error_response(version, false, 413, "request body too large");
-      else if (ec == http::error::end_of_stream || ec == net::error::eof || ec == http::error::partial_message) break;
-      else response = server::error_response(version, false, 400, "malformed HTTP request: " + ec.message());
+      if (ec == http::error::header_limit)
+        response = server::error_response(version, false, 431, "request header fields too large");
+      else if (ec == http::error::body_limit)
+        response = server::error_response(version, false, 413, "request body too large");
+      else if (ec == http::error::end_of_stream || ec == net::error::eof || ec == http::error::partial_message)
+        break;
+      else
+        response = server::error_response(version, false, 400, "malformed HTTP request: " + ec.message());
     } else {
       server::Request req = parser.release();
       response = dispatch(*config, req);

@@ -13,8 +13,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const nlohmann::json answer = nlohmann::json::parse(data, data + size, nullptr, false);
   if (answer.is_discarded()) return 0;  // pipectl reports the body as not JSON
-  for (auto formatter : {pipectl::format_status, pipectl::format_rollout, pipectl::format_report, pipectl::format_plugins,
-                         pipectl::html_report}) {
+  for (auto formatter :
+       {pipectl::format_status, pipectl::format_rollout, pipectl::format_report, pipectl::format_plugins, pipectl::html_report}) {
     try {
       formatter(answer);
     } catch (const std::exception&) {

@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (std::string line; std::getline(lines, line);) {
     if (line == "order") rules.ignore_array_order = true;
     // config.cpp accepts exactly the entries that start with '/'; first_difference skips the rest anyway.
-    else rules.ignore_fields.push_back(line);
+    else
+      rules.ignore_fields.push_back(line);
   }
   const json tmpl = json::parse(in[1], nullptr, false);
   const json stable = json::parse(in[2], nullptr, false);
