@@ -1,6 +1,7 @@
 #include "admin-cli/format.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 
@@ -64,6 +65,13 @@ std::string rollout_line(const json& r) {
 
 }  // namespace
 
+std::int64_t whole(double v) {
+  if (std::isnan(v)) return 0;
+  return static_cast<std::int64_t>(std::clamp(v, -9.2e18, 9.2e18));  // inside int64's ±9.22e18
+}
+
+std::int64_t whole(const json& j) { return j.is_number_float() ? whole(j.get<double>()) : j.get<std::int64_t>(); }
+
 std::string fixed(double v, int decimals) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
@@ -126,11 +134,11 @@ std::string format_status(const json& s) {
     const json& m = field(rollout, "metrics");
     out << "\nmetrics rows: " << text(field(m, "written")) << " written, " << text(field(m, "queued")) << " queued, "
         << text(field(m, "lost")) << " lost";
-    if (m.value("lost", 0) > 0) {
+    if (m.value("lost", 0.0) > 0) {
       out << " (";
       bool first = true;
       for (const auto& [cause, n] : field(m, "lost_by_cause").items())
-        if (n.get<long>() > 0) out << (first ? "" : ", ") << cause << " " << n, first = false;
+        if (whole(n) > 0) out << (first ? "" : ", ") << cause << " " << n, first = false;
       out << ")";
     }
     out << "\n";
@@ -209,7 +217,7 @@ std::string format_report(const json& report) {
     if (events.size() > 1) out << "decisions and actions, newest first:\n" << table(events);
     out << "\n";
   }
-  if (report.value("rows_lost", 0) > 0)
+  if (report.value("rows_lost", 0.0) > 0)
     out << "note: " << text(field(report, "rows_lost")) << " metrics rows were lost; figures leave them out\n";
   return out.str();
 }
