@@ -1,6 +1,7 @@
 #include "admin-cli/format.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 
@@ -28,12 +29,9 @@ std::size_t width(const std::string& s) {
     const auto c = static_cast<unsigned char>(s[i]);
     unsigned cp = c;
     std::size_t n = 1;
-    if (c >= 0xF0)
-      n = 4, cp = c & 0x07;
-    else if (c >= 0xE0)
-      n = 3, cp = c & 0x0F;
-    else if (c >= 0xC0)
-      n = 2, cp = c & 0x1F;
+    if (c >= 0xF0) n = 4, cp = c & 0x07;
+    else if (c >= 0xE0) n = 3, cp = c & 0x0F;
+    else if (c >= 0xC0) n = 2, cp = c & 0x1F;
     for (std::size_t k = 1; k < n && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
     const bool wide = (cp >= 0x1100 && cp <= 0x115F) || (cp >= 0x2E80 && cp <= 0xA4CF) || (cp >= 0xAC00 && cp <= 0xD7A3) ||
                       (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0xFE30 && cp <= 0xFE4F) || (cp >= 0xFF00 && cp <= 0xFF60) ||
@@ -57,15 +55,22 @@ std::string variants(const json& v) {
 }
 
 std::string rollout_line(const json& r) {
-  std::string line = "rollout " + text(r["id"]) + " of " + text(r["pipeline"]) + ": " + text(r["status"]) + ", candidate " +
-                     format_percent(r.value("percent", 0.0) / 100, 2);
+  std::string line = "rollout " + text(field(r, "id")) + " of " + text(field(r, "pipeline")) + ": " + text(field(r, "status")) +
+                     ", candidate " + format_percent(r.value("percent", 0.0) / 100, 2);
   if (r.value("shadow_percent", 0.0) > 0) line += ", shadow " + format_percent(r.value("shadow_percent", 0.0) / 100, 2);
-  line += " (" + variants(r["variants"]) + ")";
+  line += " (" + variants(field(r, "variants")) + ")";
   if (!r.value("reason", "").empty()) line += "\n  reason: " + r.value("reason", "");
   return line;
 }
 
 }  // namespace
+
+std::int64_t whole(double v) {
+  if (std::isnan(v)) return 0;
+  return static_cast<std::int64_t>(std::clamp(v, -9.2e18, 9.2e18));  // inside int64's ±9.22e18
+}
+
+std::int64_t whole(const json& j) { return j.is_number_float() ? whole(j.get<double>()) : j.get<std::int64_t>(); }
 
 std::string fixed(double v, int decimals) {
   char buf[64];
@@ -103,34 +108,37 @@ std::string table(const std::vector<std::vector<std::string>>& rows) {
 
 std::string format_status(const json& s) {
   std::ostringstream out;
-  out << "pipelined " << text(s["version"]) << ", up " << text(s["uptime_s"]) << " s, config " << text(s["config"]) << "\n";
-  out << (s.value("ready", false) ? "ready" : "NOT READY: " + s.value("not_ready_reason", "")) << ", " << text(s["requests_in_flight"])
-      << " requests in flight, plugin generation " << text(s["plugins"]["generation"]) << "\n\n";
-  const json& rollout = s["rollout"];
+  out << "pipelined " << text(field(s, "version")) << ", up " << text(field(s, "uptime_s")) << " s, config " << text(field(s, "config"))
+      << "\n";
+  out << (s.value("ready", false) ? "ready" : "NOT READY: " + s.value("not_ready_reason", "")) << ", "
+      << text(field(s, "requests_in_flight")) << " requests in flight, plugin generation " << text(field(field(s, "plugins"), "generation"))
+      << "\n\n";
+  const json& rollout = field(s, "rollout");
   std::vector<std::vector<std::string>> rows = {{"PIPELINE", "ROLLOUT", "STATUS", "CANDIDATE", "SHADOW", "VARIANTS"}};
   for (const auto& [name, p] : field(rollout, "pipelines").items()) {
-    const json& r = p["rollout"];
+    const json& r = field(p, "rollout");
     if (r.is_null()) {
       rows.push_back({name, "-", "stable only", "0.00 %", "-", variants(p.value("stable_overrides", json::object()))});
     } else {
-      rows.push_back({name, text(r["id"]), text(r["status"]), format_percent(r.value("percent", 0.0) / 100, 2),
-                      format_percent(r.value("shadow_percent", 0.0) / 100, 2), variants(r["variants"])});
+      rows.push_back({name, text(field(r, "id")), text(field(r, "status")), format_percent(r.value("percent", 0.0) / 100, 2),
+                      format_percent(r.value("shadow_percent", 0.0) / 100, 2), variants(field(r, "variants"))});
     }
   }
   out << table(rows);
   for (const auto& [name, p] : field(rollout, "pipelines").items()) {
-    const json& r = p["rollout"];
+    const json& r = field(p, "rollout");
     if (!r.is_null() && !r.value("reason", "").empty()) out << name << ": " << r.value("reason", "") << "\n";
-    if (p.contains("decision")) out << name << " guardrails: " << p["decision"].value("reason", "") << "\n";
+    if (p.contains("decision")) out << name << " guardrails: " << field(p, "decision").value("reason", "") << "\n";
   }
   if (rollout.contains("metrics")) {
-    const json& m = rollout["metrics"];
-    out << "\nmetrics rows: " << text(m["written"]) << " written, " << text(m["queued"]) << " queued, " << text(m["lost"]) << " lost";
-    if (m.value("lost", 0) > 0) {
+    const json& m = field(rollout, "metrics");
+    out << "\nmetrics rows: " << text(field(m, "written")) << " written, " << text(field(m, "queued")) << " queued, "
+        << text(field(m, "lost")) << " lost";
+    if (m.value("lost", 0.0) > 0) {
       out << " (";
       bool first = true;
-      for (const auto& [cause, n] : m["lost_by_cause"].items())
-        if (n.get<long>() > 0) out << (first ? "" : ", ") << cause << " " << n, first = false;
+      for (const auto& [cause, n] : field(m, "lost_by_cause").items())
+        if (whole(n) > 0) out << (first ? "" : ", ") << cause << " " << n, first = false;
       out << ")";
     }
     out << "\n";
@@ -140,10 +148,10 @@ std::string format_status(const json& s) {
 
 std::string format_rollout(const json& a) {
   std::string out;
-  if (a.contains("rollout")) out = rollout_line(a["rollout"]) + "\n";
+  if (a.contains("rollout")) out = rollout_line(field(a, "rollout")) + "\n";
   if (a.contains("rolled_back"))
-    for (const auto& r : a["rolled_back"]) out += rollout_line(r) + "\n";
-  if (a.contains("persisted") && !a["persisted"].get<bool>())
+    for (const auto& r : field(a, "rolled_back")) out += rollout_line(r) + "\n";
+  if (a.contains("persisted") && !field(a, "persisted").get<bool>())
     out += "warning: in effect, but the metrics database could not record it; it will not survive a restart\n";
   return out;
 }
@@ -157,7 +165,7 @@ namespace {
 
 std::string rollout_header(const json& r) {
   if (r.is_null()) return "no rollout: requests served while none was live";
-  return "rollout " + text(r["id"]) + " (" + variants(r["variants"]) + "), " + text(r["status"]) + " at " +
+  return "rollout " + text(field(r, "id")) + " (" + variants(field(r, "variants")) + "), " + text(field(r, "status")) + " at " +
          pipelined::common::format_percent(r.value("percent", 0.0) / 100, 2);
 }
 
@@ -167,79 +175,81 @@ std::string format_report(const json& report) {
   using pipelined::common::format_percent;
   std::ostringstream out;
   for (const auto& [name, p] : field(report, "pipelines").items()) {
-    out << "pipeline " << name << ": " << rollout_header(p["rollout"]) << "\n";
-    std::vector<std::vector<std::string>> rows = {
-        {"ARM", "REQUESTS", "USER SUCCESS", "OWN SUCCESS", "FALLBACKS", "P50", "P95", "P99", "PEAK MEM P50", "ERRORS"}};
+    out << "pipeline " << name << ": " << rollout_header(field(p, "rollout")) << "\n";
+    std::vector<std::vector<std::string>> rows = {{"ARM", "REQUESTS", "USER SUCCESS", "OWN SUCCESS", "FALLBACKS", "P50", "P95", "P99",
+                                                   "PEAK MEM P50", "ERRORS"}};
     for (const auto& [arm, a] : field(p, "arms").items()) {
       std::string errors;
       for (const auto& [cls, n] : field(a, "own_failures_by_class").items()) errors += (errors.empty() ? "" : ", ") + cls + " " + text(n);
       rows.push_back(
-          {arm, text(a["requests"]), format_percent(a.value("success_rate", 0.0)), format_percent(a.value("own_success_rate", 0.0)),
-           text(a["fallbacks"]) + " (" + format_percent(a.value("fallback_rate", 0.0)) + ")",
-           fixed(a["latency_ms"].value("p50", 0.0), 1) + " ms", fixed(a["latency_ms"].value("p95", 0.0), 1) + " ms",
-           fixed(a["latency_ms"].value("p99", 0.0), 1) + " ms", bytes(a["peak_bytes"].value("p50", 0.0)), errors.empty() ? "-" : errors});
+          {arm, text(field(a, "requests")), format_percent(a.value("success_rate", 0.0)), format_percent(a.value("own_success_rate", 0.0)),
+           text(field(a, "fallbacks")) + " (" + format_percent(a.value("fallback_rate", 0.0)) + ")",
+           fixed(field(a, "latency_ms").value("p50", 0.0), 1) + " ms", fixed(field(a, "latency_ms").value("p95", 0.0), 1) + " ms",
+           fixed(field(a, "latency_ms").value("p99", 0.0), 1) + " ms", bytes(field(a, "peak_bytes").value("p50", 0.0)),
+           errors.empty() ? "-" : errors});
     }
     out << table(rows);
     if (p.contains("time_saved"))
-      out << "time saved (geometric mean): " << interval(p["time_saved"]) << "; at the median "
-          << format_percent(p["time_saved"].value("p50", 0.0)) << "\n";
-    if (p.contains("memory_increase")) out << "memory increase (request peak heap): " << interval(p["memory_increase"]) << "\n";
+      out << "time saved (geometric mean): " << interval(field(p, "time_saved")) << "; at the median "
+          << format_percent(field(p, "time_saved").value("p50", 0.0)) << "\n";
+    if (p.contains("memory_increase")) out << "memory increase (request peak heap): " << interval(field(p, "memory_increase")) << "\n";
     if (const json& now = field(p, "memory_now"); now.is_object() && !now.empty()) {
       // Beside the per-request peak the guardrail judges: what each variant holds for all requests.
       std::vector<std::vector<std::string>> held = {{"STAGE", "VARIANT", "ROLE", "ISOLATION", "INSTANCE", "RUNNER RSS"}};
       for (const auto& v : now.value("variants", json::array()))
-        held.push_back({text(v["stage"]), text(v["variant"]), text(v["role"]), text(v["isolation"]), bytes(v.value("instance_bytes", 0.0)),
-                        v.contains("runner_rss_bytes") ? bytes(v.value("runner_rss_bytes", 0.0)) : "-"});
+        held.push_back({text(field(v, "stage")), text(field(v, "variant")), text(field(v, "role")), text(field(v, "isolation")),
+                        bytes(v.value("instance_bytes", 0.0)), v.contains("runner_rss_bytes") ? bytes(v.value("runner_rss_bytes", 0.0)) : "-"});
       out << "memory held now (daemon RSS " << bytes(now.value("daemon_rss_bytes", 0.0)) << "):\n";
       if (held.size() > 1) out << table(held);
     }
-    const json& shadow = p["shadow"];
+    const json& shadow = field(p, "shadow");
     if (shadow.value("compared", 0.0) > 0)
-      out << "shadow: " << text(shadow["compared"]) << " compared, mismatch " << format_percent(shadow.value("mismatch_rate", 0.0)) << "\n";
+      out << "shadow: " << text(field(shadow, "compared")) << " compared, mismatch " << format_percent(shadow.value("mismatch_rate", 0.0))
+          << "\n";
     std::vector<std::vector<std::string>> stages = {{"STAGE", "ARM", "RUNS", "FALLBACKS", "P50", "P95"}};
     for (const auto& [arm, a] : field(p, "arms").items())
       for (const auto& [stage, s] : field(a, "stages").items())
-        stages.push_back({stage, arm, text(s["runs"]), text(s["fallbacks"]), fixed(s.value("p50_ms", 0.0), 1) + " ms",
+        stages.push_back({stage, arm, text(field(s, "runs")), text(field(s, "fallbacks")), fixed(s.value("p50_ms", 0.0), 1) + " ms",
                           fixed(s.value("p95_ms", 0.0), 1) + " ms"});
     if (stages.size() > 1) out << table(stages);
     const json& d = field(p, "decision");
-    out << "verdict: " << text(p["verdict"]) << "\n";
+    out << "verdict: " << text(field(p, "verdict")) << "\n";
     std::vector<std::vector<std::string>> checks = {{"CHECK", "RESULT", "ESTIMATE [INTERVAL]", "THRESHOLD", "ALPHA"}};
     for (const auto& c : d.value("checks", json::array()))
-      checks.push_back(
-          {text(c["rule"]), text(c["result"]), interval(c), format_percent(c.value("threshold", 0.0)), fixed(c.value("alpha", 0.0), 4)});
+      checks.push_back({text(field(c, "rule")), text(field(c, "result")), interval(c), format_percent(c.value("threshold", 0.0)),
+                        fixed(c.value("alpha", 0.0), 4)});
     if (checks.size() > 1) out << table(checks);
     std::vector<std::vector<std::string>> events = {{"TIME", "ACTOR", "ACTION", "SHARE", "REASON"}};
     for (const auto& e : p.value("events", json::array()))
-      events.push_back(
-          {text(e["time_ms"]), text(e["actor"]), text(e["action"]), format_percent(e.value("percent", 0.0) / 100, 2), text(e["reason"])});
+      events.push_back({text(field(e, "time_ms")), text(field(e, "actor")), text(field(e, "action")),
+                        format_percent(e.value("percent", 0.0) / 100, 2), text(field(e, "reason"))});
     if (events.size() > 1) out << "decisions and actions, newest first:\n" << table(events);
     out << "\n";
   }
-  if (report.value("rows_lost", 0) > 0) out << "note: " << text(report["rows_lost"]) << " metrics rows were lost; figures leave them out\n";
+  if (report.value("rows_lost", 0.0) > 0)
+    out << "note: " << text(field(report, "rows_lost")) << " metrics rows were lost; figures leave them out\n";
   return out.str();
 }
 
 std::string format_plugins(const json& p) {
-  std::vector<std::vector<std::string>> rows = {
-      {"PIPELINE", "STAGE", "VARIANT", "PLUGIN", "VERSION", "INSTANCE", "ISOLATION", "RSS", "CRASHES", "FILE"}};
+  std::vector<std::vector<std::string>> rows = {{"PIPELINE", "STAGE", "VARIANT", "PLUGIN", "VERSION", "INSTANCE", "ISOLATION", "RSS", "CRASHES", "FILE"}};
   std::string crashes;
   for (const auto& e : p.value("plugins", json::array())) {
     std::string isolation = "in-process", rss = "-", crashed = "-";
     if (e.contains("runner")) {
-      const json& r = e["runner"];
-      isolation = r.value("up", false) ? "process " + text(r["pid"]) : "process (down)";
+      const json& r = field(e, "runner");
+      isolation = r.value("up", false) ? "process " + text(field(r, "pid")) : "process (down)";
       rss = bytes(r.value("rss_bytes", 0.0));
-      crashed = text(r["crashes"]);
+      crashed = text(field(r, "crashes"));
       if (!r.value("last_crash", "").empty())
-        crashes +=
-            text(e["pipeline"]) + "/" + text(e["stage"]) + "/" + text(e["variant"]) + " last crash: " + r.value("last_crash", "") + "\n";
+        crashes += text(field(e, "pipeline")) + "/" + text(field(e, "stage")) + "/" + text(field(e, "variant")) +
+                   " last crash: " + r.value("last_crash", "") + "\n";
     }
-    rows.push_back({text(e["pipeline"]), text(e["stage"]), text(e["variant"]), text(e["plugin"]), text(e["version"]),
-                    bytes(e.value("instance_bytes", 0.0)), isolation, rss, crashed, text(e["file"])});
+    rows.push_back({text(field(e, "pipeline")), text(field(e, "stage")), text(field(e, "variant")), text(field(e, "plugin")),
+                    text(field(e, "version")), bytes(e.value("instance_bytes", 0.0)), isolation, rss, crashed, text(field(e, "file"))});
   }
-  return "plugin generation " + text(p["generation"]) + ", " + text(p["retired_libraries"]) + " retired libraries still in use\n" +
-         table(rows) + crashes;
+  return "plugin generation " + text(field(p, "generation")) + ", " + text(field(p, "retired_libraries")) +
+         " retired libraries still in use\n" + table(rows) + crashes;
 }
 
 }  // namespace pipectl

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -24,5 +25,10 @@ const nlohmann::json& field(const nlohmann::json& j, const char* key);
 std::string bytes(double n);                    // 1536 -> "1.5 KiB"
 std::string fixed(double v, int decimals);      // printf's %.*f
 std::string interval(const nlohmann::json& j);  // {estimate, low, high} -> "12.0 % [3.0 %, 20.0 %]"
+// A JSON number as a whole number. get<long>() of a float outside long's range is undefined
+// behaviour; an answer from another daemon version may hold any number. Throws json::type_error
+// for a value that is not a number, as get() does.
+std::int64_t whole(const nlohmann::json& j);
+std::int64_t whole(double v);  // clamped to the int64 range; NaN is 0
 
 }  // namespace pipectl

@@ -98,7 +98,7 @@ class Chart {
   }
   // Evenly spaced wall-clock ticks over an x range in epoch milliseconds.
   void time_ticks(int n) {
-    for (int i = 0; i <= n; ++i) x_tick(x0_ + (x1_ - x0_) * i / n, clock_time(static_cast<std::int64_t>(x0_ + (x1_ - x0_) * i / n)));
+    for (int i = 0; i <= n; ++i) x_tick(x0_ + (x1_ - x0_) * i / n, clock_time(whole(x0_ + (x1_ - x0_) * i / n)));
   }
 
   // A rectangle in data coordinates (x, y: lower left), with a hover text.
@@ -137,7 +137,7 @@ class Chart {
     for (std::size_t i = 0; i < xs.size() && i < ys.size(); ++i)
       if (ys[i].is_number())
         point(xs[i], ys[i].get<double>(), color,
-              label + " " + clock_time(static_cast<std::int64_t>(xs[i])) + ": " + text(ys[i].get<double>()));
+              label + " " + clock_time(whole(xs[i])) + ": " + text(ys[i].get<double>()));
   }
   void step_path(const std::string& d, const std::string& color, const std::string& title) {
     body_ += "<path class=\"d\" fill=\"none\" stroke=\"" + color + "\" stroke-width=\"2\" d=\"" + d + "\"><title>" + esc(title) +
@@ -185,11 +185,11 @@ std::vector<std::pair<std::string, std::string>> arm_legend(const json& arms) {
 std::string latency_chart(const json& arms) {
   Chart c("latency", "Latency distribution per arm (log-spaced buckets; dashed: p50 and p95)");
   json edges;
-  long top = 1;
+  std::int64_t top = 1;
   for (const auto& [arm, a] : arms.items()) {
     if (!a.contains("latency_histogram")) continue;
-    edges = a["latency_histogram"]["edges_ms"];
-    for (const auto& n : a["latency_histogram"]["counts"]) top = std::max(top, n.get<long>());
+    edges = field(field(a, "latency_histogram"), "edges_ms");
+    for (const auto& n : field(field(a, "latency_histogram"), "counts")) top = std::max(top, whole(n));
   }
   if (!edges.is_array() || edges.size() < 2) {
     c.note("no requests in the window");
@@ -206,9 +206,9 @@ std::string latency_chart(const json& arms) {
   double slot = 0;
   for (const auto& [arm, a] : arms.items()) {
     if (!a.contains("latency_histogram")) continue;
-    const json& counts = a["latency_histogram"]["counts"];
+    const json& counts = field(field(a, "latency_histogram"), "counts");
     for (std::size_t i = 0; i < counts.size(); ++i) {
-      const long n = counts[i].get<long>();
+      const std::int64_t n = whole(counts[i]);
       if (n == 0) continue;
       const double left = static_cast<double>(i) + 0.05 + 0.9 * slot / k;
       c.bar(left, left + 0.9 / k, 0, static_cast<double>(n), arm_color(arm),
@@ -268,7 +268,7 @@ std::string share_chart(const json& p) {
   const double bucket = timeline.value("bucket_ms", 1.0);
   double lo = INFINITY, hi = -INFINITY;
   if (!starts.empty()) lo = starts.front().get<double>(), hi = starts.back().get<double>() + bucket;
-  for (const auto& e : events) lo = std::min(lo, e["time_ms"].get<double>()), hi = std::max(hi, e["time_ms"].get<double>());
+  for (const auto& e : events) lo = std::min(lo, field(e, "time_ms").get<double>()), hi = std::max(hi, field(e, "time_ms").get<double>());
   c.x_range(lo, hi + (hi - lo) * 0.02);
   c.y_range(0, 100);
   c.y_ticks(4, percent100_label);
@@ -277,7 +277,7 @@ std::string share_chart(const json& p) {
   std::string d;
   double share = 0;
   for (const auto& e : events) {
-    const double t = e["time_ms"].get<double>();
+    const double t = field(e, "time_ms").get<double>();
     d += (d.empty() ? "M" : "L") + num(c.x(t)) + " " + num(c.y(share));
     share = e.value("percent", 0.0);
     d += "L" + num(c.x(t)) + " " + num(c.y(share));
@@ -288,12 +288,12 @@ std::string share_chart(const json& p) {
     const json& v = i < shares.size() ? shares[i] : json();
     if (v.is_number())
       c.point(starts[i].get<double>() + bucket / 2, v.get<double>() * 100, arm_color("candidate"),
-              "served " + clock_time(starts[i].get<std::int64_t>()) + ": " + format_percent(v.get<double>()));
+              "served " + clock_time(whole(starts[i])) + ": " + format_percent(v.get<double>()));
   }
   for (const auto& e : events)
-    c.vline(e["time_ms"].get<double>(), action_color(str(e["action"])),
-            clock_time(e["time_ms"].get<std::int64_t>()) + " " + str(e["actor"]) + " " + str(e["action"]) + " at " +
-                format_percent(e.value("percent", 0.0) / 100, 2) + ": " + str(e["reason"]));
+    c.vline(field(e, "time_ms").get<double>(), action_color(str(field(e, "action"))),
+            clock_time(whole(field(e, "time_ms"))) + " " + str(field(e, "actor")) + " " + str(field(e, "action")) + " at " +
+                format_percent(e.value("percent", 0.0) / 100, 2) + ": " + str(field(e, "reason")));
   return c.svg();
 }
 
@@ -361,7 +361,7 @@ std::string memory_chart(const json& arms) {
 std::string checks_text(const json& details) {
   std::string out;
   for (const auto& c : field(details, "checks"))
-    out += "<li>" + esc(str(c["rule"])) + ": <b>" + esc(str(c["result"])) + "</b> " + esc(interval(c)) + " vs " +
+    out += "<li>" + esc(str(field(c, "rule"))) + ": <b>" + esc(str(field(c, "result"))) + "</b> " + esc(interval(c)) + " vs " +
            esc(format_percent(c.value("threshold", 0.0))) + " (α " + esc(fixed(c.value("alpha", 0.0), 4)) + ")</li>";
   return out.empty() ? "" : "<ul class=\"checks\">" + out + "</ul>";
 }
@@ -371,11 +371,11 @@ std::string events_table(const json& events) {
   std::string out =
       "<table class=\"events\"><tr><th>time (UTC)</th><th>actor</th><th>action</th><th>share</th><th>reason and figures</th></tr>\n";
   for (const auto& e : events) {
-    const std::string action = str(e["action"]);
-    out += "<tr><td>" + esc(clock_time(e["time_ms"].get<std::int64_t>(), true)) + "</td><td>" + esc(str(e["actor"])) +
+    const std::string action = str(field(e, "action"));
+    out += "<tr><td>" + esc(clock_time(whole(field(e, "time_ms")), true)) + "</td><td>" + esc(str(field(e, "actor"))) +
            "</td><td><span class=\"action\" style=\"border-color:" + action_color(action) + "\">" + esc(action) + "</span></td><td>" +
-           esc(format_percent(e.value("percent", 0.0) / 100, 2)) + "</td><td>" + esc(str(e["reason"])) + checks_text(field(e, "details")) +
-           "</td></tr>\n";
+           esc(format_percent(e.value("percent", 0.0) / 100, 2)) + "</td><td>" + esc(str(field(e, "reason"))) +
+           checks_text(field(e, "details")) + "</td></tr>\n";
   }
   return out + "</table>\n";
 }

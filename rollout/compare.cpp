@@ -1,6 +1,8 @@
 #include "rollout/compare.h"
 
 #include <algorithm>
+#include <charconv>
+#include <optional>
 
 namespace pipelined::rollout {
 
@@ -29,6 +31,17 @@ std::string escape(const std::string& token) {
   return out;
 }
 
+// A pointer segment as an array index: digits only and small enough for size_t. An index past
+// size_t cannot name an element (std::stoul threw out_of_range on it, in the shadow run's callback).
+std::optional<std::size_t> array_index(const std::string& token) {
+  std::size_t i = 0;
+  const char* end = token.data() + token.size();
+  if (token.empty() || !std::all_of(token.begin(), token.end(), [](unsigned char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
+  const auto [ptr, ec] = std::from_chars(token.data(), end, i);
+  if (ec != std::errc() || ptr != end) return std::nullopt;
+  return i;
+}
+
 // Removes every value that a pattern (with "*" segments) points at.
 void erase_matching(json& value, const std::vector<std::string>& pattern, std::size_t depth) {
   if (depth + 1 == pattern.size()) {
@@ -37,9 +50,8 @@ void erase_matching(json& value, const std::vector<std::string>& pattern, std::s
       if (value.is_array()) value = json::array();
     } else if (value.is_object()) {
       value.erase(pattern[depth]);
-    } else if (value.is_array() && !pattern[depth].empty() && std::all_of(pattern[depth].begin(), pattern[depth].end(), ::isdigit)) {
-      const std::size_t i = std::stoul(pattern[depth]);
-      if (i < value.size()) value[i] = nullptr;
+    } else if (const auto i = array_index(pattern[depth]); value.is_array() && i && *i < value.size()) {
+      value[*i] = nullptr;
     }
     return;
   }
@@ -49,9 +61,8 @@ void erase_matching(json& value, const std::vector<std::string>& pattern, std::s
       for (auto& child : value) descend(child);
   } else if (value.is_object() && value.contains(pattern[depth])) {
     descend(value[pattern[depth]]);
-  } else if (value.is_array() && !pattern[depth].empty() && std::all_of(pattern[depth].begin(), pattern[depth].end(), ::isdigit)) {
-    const std::size_t i = std::stoul(pattern[depth]);
-    if (i < value.size()) descend(value[i]);
+  } else if (const auto i = array_index(pattern[depth]); value.is_array() && i && *i < value.size()) {
+    descend(value[*i]);
   }
 }
 

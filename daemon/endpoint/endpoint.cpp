@@ -71,7 +71,8 @@ std::variant<std::string, HttpError> multipart_boundary(std::string_view content
 std::variant<std::vector<Part>, HttpError> parse_multipart(std::string_view body, std::string_view boundary) {
   const std::string delimiter = "--" + std::string(boundary);
   std::size_t pos = body.find(delimiter);
-  if (pos == std::string_view::npos || (pos != 0 && body.substr(pos - 2, 2) != "\r\n"))
+  // Past a preamble the delimiter must start a line; one byte of preamble cannot hold the CRLF.
+  if (pos == std::string_view::npos || (pos != 0 && (pos < 2 || body.substr(pos - 2, 2) != "\r\n")))
     return HttpError{400, "malformed multipart body: no opening boundary"};
   pos += delimiter.size();
   std::vector<Part> parts;

@@ -30,7 +30,8 @@ void AdminRoutes::serve(Request&& req, Reply reply) const {
   const unsigned version = req.version();
   const bool keep_alive = req.keep_alive();
   auto send = [reply, version, keep_alive](const AdminAnswer& a) {
-    if (a.content_type.empty()) return reply(json_response(version, keep_alive, a.status, a.body.dump()));
+    if (a.content_type.empty())
+      return reply(json_response(version, keep_alive, a.status, a.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
     auto r = json_response(version, keep_alive, a.status, a.text);
     r.set(boost::beast::http::field::content_type, a.content_type);
     reply(std::move(r));
@@ -60,7 +61,9 @@ void AdminRoutes::serve(Request&& req, Reply reply) const {
     return;
   }
   if (allow.empty()) return send(admin_error(404, "no admin route " + method + " " + path));
-  auto r = json_response(version, keep_alive, 405, endpoint::error_body(405, method + " is not allowed on " + path).dump());
+  auto r = json_response(
+      version, keep_alive, 405,
+      endpoint::error_body(405, method + " is not allowed on " + path).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   r.set(boost::beast::http::field::allow, allow);
   reply(std::move(r));
 }

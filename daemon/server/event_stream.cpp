@@ -20,7 +20,7 @@ std::string sse_event(std::string_view name, const json& data) {
   std::string out = "event: ";
   out.append(name);
   out += "\ndata: ";
-  out += data.dump();
+  out += data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // a request id or file name need not be UTF-8
   out += "\n\n";
   return out;
 }

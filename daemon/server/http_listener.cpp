@@ -33,7 +33,8 @@ Response json_response(unsigned version, bool keep_alive, int status, const std:
 
 Response error_response(unsigned version, bool keep_alive, int status, const std::string& message) {
   nlohmann::json body = {{"error", {{"status", status}, {"message", message}}}};
-  return json_response(version, keep_alive, status, body.dump());
+  // The message may quote request bytes (a path, a content type) that are not UTF-8: replaced, not thrown on.
+  return json_response(version, keep_alive, status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 struct HttpListener::State {

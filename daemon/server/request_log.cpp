@@ -30,7 +30,7 @@ void RequestLog::write(const rollout::RequestRecord& r, const std::string& endpo
                                {"variants", variants},         {"status", r.http_status},          {"outcome", r.outcome},
                                {"latency_ms", r.latency_us / 1000.0}, {"fell_back", r.fell_back},  {"fallback_cause", r.fallback_cause},
                                {"own_failure", r.own_failure}, {"error_class", r.error_class}};
-  logger_->info(line.dump());
+  logger_->info(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 void RequestLog::write_refused(const std::string& request_id, const std::string& pipeline, const std::string& endpoint, int status,
@@ -38,7 +38,7 @@ void RequestLog::write_refused(const std::string& request_id, const std::string&
   const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
   const nlohmann::json line = {{"time_ms", now.count()}, {"request_id", request_id}, {"pipeline", pipeline}, {"endpoint", endpoint},
                                {"arm", "none"},          {"status", status},         {"outcome", outcome}};
-  logger_->info(line.dump());
+  logger_->info(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 }  // namespace pipelined::server

@@ -197,7 +197,7 @@ void RequestPath::finish(const std::shared_ptr<Exchange>& x, engine::RunResult r
     x->events->skipped_stages(r);
     x->events->finish(r.ok || r.partial ? "result" : "error", body);
   } else {
-    auto response = json_response(x->version, x->keep_alive, status, body.dump());
+    auto response = json_response(x->version, x->keep_alive, status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     response.set("X-Request-Id", x->request_id);
     response.set("X-Pipelined-Arm", rollout::to_string(x->assignment.arm));
     x->reply(std::move(response));

@@ -115,7 +115,10 @@ json chat_result(const HttpResponse& response, std::string_view what) {
   std::string content;
   bool found = false;
   if (body.contains("choices") && body["choices"].is_array() && !body["choices"].empty()) {
-    const json message = body["choices"][0].value("message", json::object());
+    // value() throws json::type_error on a non-object, which would fail the stage as "internal"
+    // instead of "malformed" (retried); an answer of any shape is the provider's to get wrong.
+    const json& choice = body["choices"][0];
+    const json message = choice.is_object() ? choice.value("message", json::object()) : json::object();
     if (message.contains("refusal") && message["refusal"].is_string())
       throw StageError(PL_ERR_UPSTREAM, std::string(what) + ": the model refused: " + message["refusal"].get<std::string>());
     if (message.contains("content") && message["content"].is_string()) {
@@ -158,7 +161,8 @@ std::vector<std::string> gemini_ocr_result(const HttpResponse& response, std::si
   std::string text;
   bool found = false;
   if (body.contains("candidates") && body["candidates"].is_array() && !body["candidates"].empty()) {
-    const json content = body["candidates"][0].value("content", json::object());
+    const json& candidate = body["candidates"][0];  // not an object: malformed, as in chat_result
+    const json content = candidate.is_object() ? candidate.value("content", json::object()) : json::object();
     if (content.contains("parts") && content["parts"].is_array()) {
       for (const json& part : content["parts"]) {
         if (part.is_object() && part.contains("text") && part["text"].is_string()) {

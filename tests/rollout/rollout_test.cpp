@@ -676,6 +676,9 @@ TEST(Compare, RulesForShadowOutputs) {
   EXPECT_EQ(first_difference(x, y, {{}, true}), "");
   EXPECT_EQ(first_difference(x, json{{"list", {1, 2}}}, {{}, true}), "/list/2");  // a missing element
   EXPECT_EQ(first_difference(json{{"a", 1}}, json{{"a", 1}, {"b", 2}}, {}), "/b");
+  // An index too large for size_t names no element (it threw std::out_of_range; shadow_compare_fuzz).
+  EXPECT_EQ(first_difference(x, y, {{"/list/99999999999999999999999", "/list/99999999999999999999999/a"}, false}), "/list/0");
+  EXPECT_EQ(first_difference(x, json{{"list", {1, 5, 3}}}, {{"/list/1"}, false}), "");
 }
 
 }  // namespace

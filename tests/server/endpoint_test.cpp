@@ -55,12 +55,13 @@ TEST(Multipart, PreambleQuotedNamesAndNoContentType) {
 
 TEST(Multipart, MalformedBodiesAreErrors) {
   const char* bad[] = {
-      "",                                                                   // nothing
+      "",                                                                       // nothing
       "--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nunterminated",  // no closing boundary
-      "--b\r\nContent-Disposition: form-data; name=\"x\"",                   // headers never end
-      "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--",                   // no disposition
-      "--b\r\nno colon here\r\n\r\nx\r\n--b--",                              // bad header line
-      "--bX\r\n",                                                            // boundary not followed by CRLF
+      "--b\r\nContent-Disposition: form-data; name=\"x\"",                      // headers never end
+      "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--",                      // no disposition
+      "--b\r\nno colon here\r\n\r\nx\r\n--b--",                                 // bad header line
+      "--bX\r\n",                                                               // boundary not followed by CRLF
+      "x--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nx\r\n--b--",   // one byte of preamble (threw out_of_range; fuzz)
   };
   for (const char* body : bad) {
     auto r = parse_multipart(body, "b");
