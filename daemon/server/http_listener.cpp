@@ -1,6 +1,5 @@
 #include "daemon/server/http_listener.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -21,21 +20,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using unix_socket = net::local::stream_protocol;
-
-Response json_response(unsigned version, bool keep_alive, int status, const std::string& body) {
-  Response r{static_cast<http::status>(status), version};
-  r.set(http::field::content_type, "application/json");
-  r.keep_alive(keep_alive);
-  r.body() = body;
-  r.prepare_payload();
-  return r;
-}
-
-Response error_response(unsigned version, bool keep_alive, int status, const std::string& message) {
-  nlohmann::json body = {{"error", {{"status", status}, {"message", message}}}};
-  // The message may quote request bytes (a path, a content type) that are not UTF-8: replaced, not thrown on.
-  return json_response(version, keep_alive, status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-}
 
 struct HttpListener::State {
   net::io_context& io;

@@ -50,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   // A fresh controller per input: each input is one request against the same state, so a crash reproduces.
   rollout::RolloutController controller(kSettings);
-  server::AdminRoutes routes(server::rollout_routes(controller), pool);
+  server::AdminRoutes routes(server::rollout_routes(controller, [](const std::string&, nlohmann::json&) {}), pool);
   std::promise<server::Response> answered;
   auto done = answered.get_future();
   server::Reply reply([&answered](server::Response r) { answered.set_value(std::move(r)); },
