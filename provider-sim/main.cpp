@@ -42,7 +42,7 @@ struct Options {
   unsigned short port = 9090;
   bool allow_remote = false;
   double time_scale = 1.0;
-  double error_rate = 0, timeout_rate = 0, malformed_rate = 0;
+  double error_rate = 0, timeout_rate = 0, malformed_rate = 0, reset_rate = 0;
   unsigned seed = 1;
   int rpm_limit = 0;      // per endpoint, sliding 60 s window; 0 = none
   int max_in_flight = 0;  // per endpoint; 0 = none
@@ -51,7 +51,7 @@ struct Options {
 };
 
 struct EndpointStats {
-  std::uint64_t served = 0, rate_limited = 0, errors = 0, timeouts = 0, malformed = 0;
+  std::uint64_t served = 0, rate_limited = 0, errors = 0, timeouts = 0, malformed = 0, resets = 0;
   std::map<int, std::uint64_t> statuses;
   int in_flight = 0, peak_in_flight = 0;
   std::deque<Clock::time_point> last_minute;  // admitted requests, for the per-minute limit
@@ -60,7 +60,7 @@ struct EndpointStats {
     json s = json::object();
     for (const auto& [code, n] : statuses) s[std::to_string(code)] = n;
     return {{"served", served},       {"rate_limited", rate_limited}, {"errors", errors},
-            {"timeouts", timeouts},   {"malformed", malformed},       {"statuses", s},
+            {"timeouts", timeouts},   {"malformed", malformed},       {"resets", resets},         {"statuses", s},
             {"in_flight", in_flight}, {"peak_in_flight", peak_in_flight}, {"peak_per_minute", peak_per_minute}};
   }
 };
@@ -80,6 +80,7 @@ struct Answer {
   std::string content_type = "application/json";
   double latency_ms = 0;  // before scaling
   bool hang = false;      // timeout fault: never answer
+  bool reset = false;     // reset fault: close the connection at once without answering
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
@@ -142,6 +143,12 @@ class Simulator {
       a.hang = true;
       return a;
     }
+    if (fault < opt_.error_rate + opt_.timeout_rate + opt_.reset_rate) {
+      ++s.resets;
+      Answer a;
+      a.reset = true;
+      return a;
+    }
     json body = json::parse(req.body(), nullptr, false);
     if (body.is_discarded() || !body.is_object()) return error(400, "invalid_request_error", "request body is not a JSON object");
     Answer a;
@@ -153,7 +160,7 @@ class Simulator {
     } catch (const std::exception& e) {
       return error(400, "invalid_request_error", e.what());
     }
-    if (fault < opt_.error_rate + opt_.timeout_rate + opt_.malformed_rate) {
+    if (fault < opt_.error_rate + opt_.timeout_rate + opt_.reset_rate + opt_.malformed_rate) {
       ++s.malformed;
       a.body = "{\"choices\": [ this is not JSON";
     }
@@ -332,6 +339,13 @@ class Session : public std::enable_shared_from_this<Session> {
     Answer a = sim_.handle(req, path, endpoint);
     const bool counted = !endpoint.empty() && endpoint != "images";
     EndpointStats* s = counted ? &sim_.stats(endpoint) : nullptr;
+    if (a.reset) {
+      // Reset fault: linger 0 makes close() send RST, as a provider's dropped connection looks to a client.
+      beast::error_code ec;
+      stream_.socket().set_option(net::socket_base::linger(true, 0), ec);
+      stream_.socket().close(ec);
+      return;
+    }
     if (s && a.status != 429) {
       ++s->in_flight;
       s->peak_in_flight = std::max(s->peak_in_flight, s->in_flight);
@@ -406,6 +420,7 @@ int main(int argc, char** argv) {
   app.add_option("--time-scale", opt.time_scale, "multiplies every latency; 0 answers at once")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--error-rate", opt.error_rate, "share of requests answered 500")->check(CLI::Range(0.0, 1.0));
   app.add_option("--timeout-rate", opt.timeout_rate, "share of requests never answered")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--reset-rate", opt.reset_rate, "share of requests whose connection is closed (RST) without an answer")->check(CLI::Range(0.0, 1.0));
   app.add_option("--malformed-rate", opt.malformed_rate, "share of requests answered 200 with a body that is not JSON")->check(CLI::Range(0.0, 1.0));
   app.add_option("--seed", opt.seed, "seed of faults and jitter")->capture_default_str();
   app.add_option("--rpm-limit", opt.rpm_limit, "requests per minute per endpoint before 429")->check(CLI::NonNegativeNumber);
