@@ -1,7 +1,9 @@
 #include "daemon/plugin_host/plugin_host.h"
+
 #include "daemon/plugin_host/descriptor_check.h"
 #include "daemon/memory/memory_account.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -14,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 namespace fs = std::filesystem;
 
@@ -65,6 +68,18 @@ StageInstance::StageInstance(std::shared_ptr<PluginLibrary> library, const pl_pl
 StageInstance::StageInstance(std::unique_ptr<isolation::IsolatedVariant> isolated, std::string file)
     : isolated_(std::move(isolated)), file_(std::move(file)), plugin_name_(isolated_->plugin_name()),
       plugin_version_(isolated_->plugin_version()) {}
+
+// A retired generation frees its instances (Tesseract engines of about 90 MB each), and glibc's
+// malloc keeps the freed space inside its arenas: in the 30-minute soak (bench/soak, reloads every
+// few minutes) the daemon's RSS rose by a step at each reload while the bytes in use fell back
+// (mallinfo2: 537 -> 186 MiB in use, RSS unchanged; +41 % from minute 10 to 30), and malloc_trim(0)
+// took RSS from 1182 to 599 MiB in 80 ms. So trim once per released set, on a thread of its own:
+// the last holder may be a request finishing on an I/O thread.
+PluginSet::~PluginSet() {
+  const bool released_any = !instances.empty();
+  instances.clear();
+  if (released_any) std::thread([] { ::malloc_trim(0); }).detach();
+}
 
 StageInstance::~StageInstance() {
   if (instance_ != nullptr) descriptor_->destroy(instance_);

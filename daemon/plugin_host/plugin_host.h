@@ -62,6 +62,8 @@ struct PluginSet {
   std::map<std::string, std::shared_ptr<const StageInstance>> instances;
 
   const StageInstance* find(const std::string& pipeline, const std::string& stage, const std::string& variant) const;
+  // Releases the instances, then has malloc give freed memory back to the system (see the .cpp).
+  ~PluginSet();
 };
 
 struct LoadError {
