@@ -94,9 +94,19 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const long replays = argc > 1 ? std::atol(argv[1]) : 10000;
-  const int threads = argc > 2 ? std::atoi(argv[2]) : 2;
-  const bool check = argc > 3 && std::string(argv[3]) == "--check";
+  // decision_sim [replays [threads [--check]]]: anything else (--help, a word) gets the usage line.
+  auto positive = [](const char* text, long& out) {
+    char* end = nullptr;
+    out = std::strtol(text, &end, 10);
+    return end != text && *end == '\0' && out > 0;
+  };
+  long replays = 10000, threads = 2;
+  if ((argc > 1 && !positive(argv[1], replays)) || (argc > 2 && !positive(argv[2], threads)) ||
+      (argc > 3 && std::string(argv[3]) != "--check") || argc > 4) {
+    std::fprintf(stderr, "usage: %s [replays (10000) [threads (2) [--check]]]\n", argv[0]);
+    return 2;
+  }
+  const bool check = argc > 3;
   Criteria defaults;  // the daemon's defaults
   Criteria no_speedup_required = defaults;
   no_speedup_required.min_time_saved = 0;  // A/A: the candidate is no worse, so any rollback is wrong
@@ -134,7 +144,7 @@ int main(int argc, char** argv) {
   int missed = 0;
   for (const auto& s : scenarios) {
     const long n = s.name == "failures 1 % -> 2 %" ? std::max(1L, replays / 5) : replays;  // the longest replays
-    const Outcome o = run(s, n, threads);
+    const Outcome o = run(s, n, static_cast<int>(threads));
     const double rate = static_cast<double>(o.rollbacks) / static_cast<double>(o.replays);
     const double within = static_cast<double>(o.rollbacks_within) / static_cast<double>(o.replays);
     char within_text[48];
@@ -147,6 +157,6 @@ int main(int argc, char** argv) {
       std::printf("  goal missed: %s %.0f %%\n", s.rollback_is_right ? "at least" : "at most", 100 * s.goal);
     }
   }
-  std::printf("command: %s %ld %d%s\n", argv[0], replays, threads, check ? " --check" : "");
+  std::printf("command: %s %ld %ld%s\n", argv[0], replays, threads, check ? " --check" : "");
   return check && missed > 0 ? 1 : 0;
 }
