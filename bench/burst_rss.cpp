@@ -4,12 +4,12 @@
 // VmRSS). Issue 13 measured the daemon alone growing from 1.89 GB to 2.69 GB over ten bursts of 16.
 //   build/bench/burst_rss [--bursts 10] [--concurrent 16] [--time-scale 0.1] [--menu menu_ja_12]
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
 
+#include "bench/proc_status.h"
 #include "tests/server/menu_daemon.h"
 #include "tests/server/sse_client.h"
 
@@ -21,19 +21,14 @@ using pipelined::testing::MenuDaemon;
 namespace http = boost::beast::http;
 
 // VmRSS of a process in MiB, 0 when it is gone.
-double rss_mib(long pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024;
-  return 0;
-}
+double rss_mib(pid_t pid) { return pipelined::bench::read_proc(pid).rss_kb / 1024.0; }
 
 // The runner processes' pids, from the admin API.
-std::vector<long> runner_pids(const std::string& socket) {
-  std::vector<long> pids;
+std::vector<pid_t> runner_pids(const std::string& socket) {
+  std::vector<pid_t> pids;
   const json plugins = json::parse(pipelined::testing::admin_request(socket, http::verb::get, "/admin/plugins").body());
   for (const auto& p : plugins["plugins"])
-    if (p.contains("runner") && p["runner"].value("pid", 0L) > 0) pids.push_back(p["runner"]["pid"].get<long>());
+    if (p.contains("runner") && p["runner"].value("pid", 0L) > 0) pids.push_back(p["runner"]["pid"].get<pid_t>());
   return pids;
 }
 
@@ -68,7 +63,7 @@ int main(int argc, char** argv) {
   std::printf("%-6s %10s %12s %12s %10s\n", "burst", "failed", "daemon MiB", "runners MiB", "total MiB");
   auto sample = [&](const std::string& label, int failed) {
     double runners = 0;
-    for (long pid : runner_pids(socket)) runners += rss_mib(pid);
+    for (pid_t pid : runner_pids(socket)) runners += rss_mib(pid);
     const double own = rss_mib(daemon.pid());
     std::printf("%-6s %10d %12.0f %12.0f %10.0f\n", label.c_str(), failed, own, runners, own + runners);
     std::fflush(stdout);

@@ -22,11 +22,14 @@
 #include <set>
 #include <thread>
 
+#include "bench/proc_status.h"
 #include "tests/server/menu_daemon.h"
 #include "tests/server/sse_client.h"
 
 namespace {
 
+using pipelined::bench::Proc;
+using pipelined::bench::read_proc;
 using pipelined::testing::MenuDaemon;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
@@ -127,26 +130,6 @@ struct Tally {
     }
   }
 };
-
-struct Proc {
-  bool alive = false;
-  long rss_kb = 0, threads = 0, fds = 0;
-};
-
-Proc read_proc(pid_t pid) {
-  Proc p;
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("State:", 0) == 0) p.alive = line.find('Z') == std::string::npos && line.find("X (dead)") == std::string::npos;
-    if (line.rfind("VmRSS:", 0) == 0) p.rss_kb = std::stol(line.substr(6));
-    if (line.rfind("Threads:", 0) == 0) p.threads = std::stol(line.substr(8));
-  }
-  if (DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
-    while (const dirent* e = ::readdir(d)) p.fds += e->d_name[0] != '.';
-    ::closedir(d);
-  }
-  return p;
-}
 
 // `pipectl ARGS --socket SOCKET`; returns the exit code, `out` its output.
 int pipectl(const std::string& socket, const std::string& args, std::string& out) {
