@@ -136,7 +136,7 @@ TesseractConfig TesseractConfig::from(const json& config, std::string_view plugi
   c.min_band_height = static_cast<int>(config_size(config, "min_band_height", c.min_band_height));
   c.max_bands = static_cast<int>(config_size(config, "max_bands", static_cast<std::size_t>(c.max_bands)));
   if (config.contains("preload_engines")) c.preload_engines = static_cast<int>(config_size(config, "preload_engines", 1));
-  if (config.contains("max_engines")) c.max_engines = static_cast<int>(config_size(config, "max_engines", 1));
+  c.max_engines = static_cast<int>(config_size(config, "max_engines", static_cast<std::size_t>(c.max_engines)));
   if (c.page_segmentation < 0 || c.page_segmentation > 13)
     throw std::invalid_argument(std::string(plugin) + ": page_segmentation must be 0..13");
   return c;
@@ -148,7 +148,6 @@ struct TesseractReader::Engine {
 };
 
 TesseractReader::TesseractReader(TesseractConfig config) : config_(std::move(config)), cjk_languages_(cjk_only(config_.languages)) {
-  if (config_.max_engines < 0) config_.max_engines = TesseractConfig::cpu_bands();
   config_.max_engines = std::max({config_.max_engines, config_.preload_engines, 1});
   // One after another on this thread (about 0.3 s each): the host charges what create() keeps to
   // the plugin instance by the creating thread, which threads of our own would escape. The first

@@ -39,8 +39,8 @@ struct TesseractConfig {
   // At most this many engines per language set, shared by all requests; a line group waits for a
   // free one. More engines than CPUs read no faster (recognition is CPU-bound) and each holds about
   // 90 MB: unbounded, eight concurrent menus made and freed engines per request, and the daemon's RSS
-  // grew burst after burst. Default: the CPU count (2..8), and at least preload_engines.
-  int max_engines = -1;
+  // grew burst after burst. Default: the CPU count (2..8); never fewer than preload_engines.
+  int max_engines = cpu_bands();
   static TesseractConfig from(const json& config, std::string_view plugin);
   static int cpu_bands();
 };
