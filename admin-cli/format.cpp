@@ -142,6 +142,19 @@ std::string format_status(const json& s) {
       out << ")";
     }
     out << "\n";
+    if (m.value("waiting_for_database", false)) out << "metrics database unreachable: rows wait in the queue\n";
+  }
+  const json database = rollout.value("database", json::object());
+  if (database.value("shared", false) && rollout.contains("replicas")) {
+    // Replicas sharing the database: who decides, and who was lost (not seen for replica.timeout_ms).
+    out << "\nreplicas (this one: " << text(field(field(rollout, "replica"), "id")) << ")\n";
+    std::vector<std::vector<std::string>> replicas = {{"REPLICA", "HOST", "PID", "GENERATION", "ROLE", "LAST SEEN"}};
+    for (const auto& r : field(rollout, "replicas")) {
+      const std::string role = !r.value("live", false) ? "lost" : r.value("deciding", false) ? "deciding" : "serving";
+      replicas.push_back({text(field(r, "id")) + (r.value("this", false) ? " *" : ""), text(field(r, "host")), text(field(r, "pid")),
+                          text(field(r, "plugin_generation")), role, text(field(r, "seen_ms_ago")) + " ms ago"});
+    }
+    out << table(replicas);
   }
   return out.str();
 }
@@ -152,7 +165,8 @@ std::string format_rollout(const json& a) {
   if (a.contains("rolled_back"))
     for (const auto& r : field(a, "rolled_back")) out += rollout_line(r) + "\n";
   if (a.contains("persisted") && !field(a, "persisted").get<bool>())
-    out += "warning: in effect, but the metrics database could not record it; it will not survive a restart\n";
+    out += "warning: in effect on this daemon, but the metrics database could not record it; it is written when the database is back "
+           "(until then other replicas and a restart do not see it)\n";
   return out;
 }
 

@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   testing::TempDir dir;
   rollout::RolloutSettings config;
   config.pipelines = {{"p", {{"a", "serial", "parallel", {"serial", "parallel"}}, {"b", "serial", "", {"serial"}}}, false}};
-  config.database_path = dir / "state/pipelined.db";
+  config.database = dir / "state/pipelined.db";
   config.queue_capacity = static_cast<std::size_t>(rows) * 2;
   std::printf("command: %s %d\n", argv[0], rows);
 

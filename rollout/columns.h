@@ -4,23 +4,31 @@
 // the report's JSON members are generated from these lists (docs/rollout.md, "Adding a metric").
 #pragma once
 
-#include <SQLiteCpp/SQLiteCpp.h>
-
 #include <string>
 #include <vector>
 
+#include "rollout/database.h"
 #include "rollout/records.h"
 
 namespace pipelined::rollout {
 
 struct RequestColumn {
   const char* name;
-  void (*bind)(SQLite::Statement& statement, int index, const RequestRecord& record);
+  SqlValue (*value)(const RequestRecord& record);
 };
 const std::vector<RequestColumn>& request_columns();
 
 // "INSERT INTO requests (a, b, ...) VALUES (?, ?, ...)" for request_columns().
 std::string request_insert_sql();
+
+// The other tables the writer fills: column names, and the values of one row in their order.
+// stage_runs' first column is the request's id.
+const std::vector<const char*>& stage_run_columns();
+std::vector<SqlValue> stage_run_values(std::int64_t request_id, const StageRunRecord& s);
+const std::vector<const char*>& shadow_columns();
+std::vector<SqlValue> shadow_values(const ShadowRecord& s);
+// "INSERT INTO table (a, b) VALUES (?, ?)".
+std::string insert_sql(const char* table, const std::vector<const char*>& columns);
 
 // A per-request figure the report summarises per arm with quantiles.
 struct ArmFigure {

@@ -38,14 +38,14 @@ const PipelineCatalog* RolloutSettings::pipeline(const std::string& name) const 
 }
 
 json Status::to_json() const {
-  json out = json::object();
+  json pipelines_json = json::object();
   for (const auto& [name, p] : pipelines) {
-    out[name] = {{"rollout", p.rollout ? p.rollout->to_json() : json(nullptr)}, {"stable_overrides", p.stable_overrides}};
-    if (p.verdict) out[name]["decision"] = verdict_json(*p.verdict);
+    pipelines_json[name] = {{"rollout", p.rollout ? p.rollout->to_json() : json(nullptr)}, {"stable_overrides", p.stable_overrides}};
+    if (p.verdict) pipelines_json[name]["decision"] = verdict_json(*p.verdict);
   }
   json events = json::array();
   for (const auto& e : recent_events) events.push_back(e.to_json());
-  return {{"pipelines", out},
+  json out = {{"pipelines", pipelines_json},
           {"recent_events", events},
           {"metrics",
            {{"written", metrics.written},
@@ -55,7 +55,27 @@ json Status::to_json() const {
              {{"queue_full", metrics.lost_queue_full},
               {"locked", metrics.lost_locked},
               {"disk_full", metrics.lost_disk_full},
-              {"unavailable", metrics.lost_unavailable}}}}}};
+              {"unavailable", metrics.lost_unavailable}}},
+            {"waiting_for_database", metrics.waiting}}}};
+  out["database"] = {{"shared", shared_database}};
+  if (!shared_database) return out;
+  // Replicas: seen_ms_ago says who is alive; "lost" ones stopped without a clean stop.
+  json list = json::array();
+  const std::int64_t now = now_ms();
+  for (const auto& r : replicas)
+    list.push_back({{"id", r.id},
+                    {"host", r.host},
+                    {"pid", r.pid},
+                    {"this", r.id == replica_id},
+                    {"deciding", r.deciding},
+                    {"plugin_generation", r.plugin_generation},
+                    {"started_ms", r.started_ms},
+                    {"seen_ms", r.seen_ms},
+                    {"seen_ms_ago", now - r.seen_ms},
+                    {"live", now - r.seen_ms <= replica_timeout_ms}});
+  out["replicas"] = list;
+  out["replica"] = {{"id", replica_id}, {"deciding", deciding}};
+  return out;
 }
 
 namespace {
@@ -82,9 +102,11 @@ Result<Changed> RolloutController::Impl::change(Rollout r, const std::string& ac
   auto persist = [&] {
     try {
       store->save(r, event);
+      unpersisted.erase(r.pipeline);
     } catch (const std::exception& e) {
       spdlog::error("rollout: could not persist {} of rollout {} ({}): {}", action, r.id, r.pipeline, e.what());
       persisted = false;
+      if (r.id != 0) unpersisted[r.pipeline] = {r, event};
     }
   };
   if (r.id == 0) {
@@ -233,8 +255,9 @@ Result<Changed> RolloutController::Impl::set_status(const Target& t, const std::
 RolloutController::RolloutController(RolloutSettings settings) : impl_(std::make_unique<Impl>()) {
   impl_->settings = std::make_shared<const RolloutSettings>(std::move(settings));
   const auto& s = *impl_->settings;
-  impl_->store = std::make_unique<MetricsStore>(s.database_path);
-  impl_->writer = std::make_unique<RowWriter>(s.database_path, s.queue_capacity, s.flush_interval);
+  impl_->store = std::make_unique<MetricsStore>(s.database);
+  impl_->writer = std::make_unique<RowWriter>(s.database, s.queue_capacity, s.flush_interval);
+  impl_->started_ms = now_ms();
   impl_->load_state();
 }
 
@@ -247,6 +270,11 @@ void RolloutController::start(const std::string& crash_note) {
   d.guard_against_crash_loop(crash_note);
   d.retention();  // also at start: a daemon restarted daily would otherwise never reach the hourly pass
   d.writer->start();
+  if (d.store->database().shared()) {
+    d.heartbeat();  // take the lease now if it is free: the first guardrail pass need not wait
+    // Listening before start() returns: a change made on another replica from now on is heard.
+    d.replica = std::thread([&d, listener = d.listen()]() mutable { d.replica_loop(std::move(listener)); });
+  }
   d.scheduler = std::thread([&d] { d.schedule(); });
 }
 
@@ -260,7 +288,15 @@ void RolloutController::stop() {
   }
   d.scheduler_wake.notify_all();
   d.scheduler.join();
+  if (d.replica.joinable()) d.replica.join();
   d.writer->stop();
+  if (d.store->database().shared()) {
+    try {
+      d.store->forget_replica(d.cfg()->replica_id);  // a clean stop: no longer a replica; a killed one stays, shown as lost
+    } catch (const std::exception& e) {
+      spdlog::warn("rollout: cannot remove this replica's row: {}", e.what());
+    }
+  }
   try {
     d.store->end_run(d.daemon_run_id);
   } catch (const std::exception& e) {
@@ -345,6 +381,14 @@ Status RolloutController::status() const {
   } catch (const std::exception&) {
   }
   out.metrics = d.writer->counters();
+  out.replica_id = d.cfg()->replica_id;
+  out.replica_timeout_ms = d.cfg()->replica_timeout.count();
+  out.deciding = d.deciding;
+  out.shared_database = d.store->database().shared();
+  if (out.shared_database) {
+    std::lock_guard lock(d.replicas_mu);
+    out.replicas = d.replicas;
+  }
   return out;
 }
 
@@ -357,6 +401,9 @@ Result<nlohmann::json> RolloutController::report(const ReportQuery& query) {
 }
 
 void RolloutController::evaluate_guardrails_now() { impl_->evaluate(); }
+void RolloutController::set_plugin_generation_source(std::function<std::int64_t()> source) {
+  impl_->plugin_generation = std::move(source);
+}
 void RolloutController::flush() { impl_->writer->flush(); }
 
 }  // namespace pipelined::rollout

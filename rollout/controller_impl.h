@@ -5,7 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -52,6 +54,18 @@ struct RolloutController::Impl {
   std::thread scheduler;
   std::int64_t daemon_run_id = 0;
 
+  // Replicas on a shared database (replica.cpp). With SQLite there is one replica: it decides.
+  std::thread replica;
+  std::atomic<bool> deciding{true};  // holds the lease: judges guardrails, takes steps, retention
+  std::function<std::int64_t()> plugin_generation = [] { return std::int64_t{0}; };  // set before start()
+  std::int64_t started_ms = 0;
+  mutable std::mutex replicas_mu;
+  std::vector<ReplicaRow> replicas;  // as read at the last heartbeat
+  // Changes in effect here that the database did not take (it was down): written again, before the
+  // state is re-read, so a rollback made during an outage is not undone by the stale row. Under
+  // change_mu.
+  std::map<std::string, std::pair<Rollout, RolloutEvent>> unpersisted;
+
   std::shared_ptr<const RolloutSettings> cfg() const {
     std::lock_guard lock(settings_mu);
     return settings;
@@ -62,6 +76,16 @@ struct RolloutController::Impl {
   }
 
   void load_state();
+
+  // The replica thread: re-reads the state on a notification or every replica_poll, and writes the
+  // heartbeat (which also takes or keeps the lease).
+  std::unique_ptr<ChangeListener> listen();  // nullptr, logged, when it fails
+  void replica_loop(std::unique_ptr<ChangeListener> listener);
+  void heartbeat();
+  void refresh_state();
+  // The oldest complete_ms of the other live replicas (INT64_MAX when none): the deciding replica
+  // judges only requests every replica has written.
+  std::int64_t others_complete(std::int64_t now) const;
 
   // Publishes the new rollout, then persists it with its event. A new rollout (id 0) is persisted
   // first, since its id is its salt. A rollback takes effect even when the database fails.

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -72,6 +73,12 @@ struct Status {
   std::map<std::string, Pipeline> pipelines;
   std::vector<RolloutEvent> recent_events;
   WriterCounters metrics;
+  // Replicas sharing the database (PostgreSQL); with SQLite, shared_database is false.
+  bool shared_database = false;
+  std::string replica_id;
+  bool deciding = true;  // this replica holds the lease
+  std::int64_t replica_timeout_ms = 5000;
+  std::vector<ReplicaRow> replicas;
   nlohmann::json to_json() const;
 };
 
@@ -110,6 +117,9 @@ class RolloutController {
   Result<Changed> resume(const Target& target);
   Status status() const;
   Result<nlohmann::json> report(const ReportQuery& query);
+
+  // Where the replica's heartbeat reads the daemon's plugin generation (call before start()).
+  void set_plugin_generation_source(std::function<std::int64_t()> source);
 
   // One guardrail and step pass now (the schedule runs it every guardrail_interval).
   void evaluate_guardrails_now();

@@ -16,8 +16,8 @@ namespace pipelined::rollout {
 void RolloutController::Impl::guard_against_crash_loop(const std::string& crash_note) {
   bool unclean = false;
   try {
-    unclean = store->last_run_unclean();
-    daemon_run_id = store->begin_run();
+    unclean = store->last_run_unclean(cfg()->replica_id);
+    daemon_run_id = store->begin_run(cfg()->replica_id);
   } catch (const std::exception& e) {
     spdlog::error("rollout: cannot record the daemon run: {}", e.what());
   }
@@ -44,8 +44,8 @@ void RolloutController::Impl::schedule() {
     scheduler_wake.wait_for(lock, cfg()->guardrail_interval, [this] { return stopping; });
     if (stopping) break;
     lock.unlock();
-    evaluate();
-    if (std::chrono::steady_clock::now() - last_retention > std::chrono::hours(1)) {
+    if (deciding) evaluate();  // with replicas, the lease holder alone: one decision per event, not one per replica
+    if (deciding && std::chrono::steady_clock::now() - last_retention > std::chrono::hours(1)) {
       retention();
       last_retention = std::chrono::steady_clock::now();
     }
@@ -84,7 +84,10 @@ void RolloutController::Impl::evaluate() {
   const std::int64_t now = now_ms();
   std::map<std::string, std::int64_t> until;
   const auto held = snapshot();  // held: changes below publish newer states
-  for (const auto& [pipeline, r] : held->latest) until[pipeline] = complete_until(pipeline, now);
+  // Requests still running on another replica, or recorded there and not yet written, started
+  // after the time its last heartbeat gave.
+  const std::int64_t others = others_complete(now);
+  for (const auto& [pipeline, r] : held->latest) until[pipeline] = std::min(complete_until(pipeline, now), others);
   writer->flush();  // every request that started before `until` has been recorded: now it is written
   const auto current = snapshot();
   for (const auto& [pipeline, r] : current->latest) {

@@ -58,7 +58,13 @@ struct RolloutSettings {
   std::vector<double> steps;  // default steps of a rollout that names none; empty = manual
   Millis step_dwell{3600000};
   CompareRules shadow_rules;
-  std::string database_path = "var/pipelined.db";
+  // A SQLite file (one daemon), or a postgresql:// URL that replicas share: then a change made on
+  // any replica reaches every one, and one replica at a time (the lease holder) decides.
+  std::string database = "var/pipelined.db";
+  std::string replica_id = "local";  // this replica's row in `replicas`; unique per replica
+  std::string replica_host;          // shown in status
+  Millis replica_poll{1000};         // state re-read this often besides notifications; heartbeat period
+  Millis replica_timeout{5000};      // a replica not seen for this long is not waited for
   int retention_days = 30;
   std::size_t queue_capacity = 100000;
   Millis flush_interval{200};

@@ -52,4 +52,12 @@ struct RolloutEvent {
   nlohmann::json to_json() const;
 };
 
+// A replica sharing the database: its heartbeat row (migrations/004_replicas.sql).
+struct ReplicaRow {
+  std::string id, host;
+  std::int64_t pid = 0, started_ms = 0, seen_ms = 0, plugin_generation = 0;
+  bool deciding = false;
+  std::int64_t complete_ms = 0;
+};
+
 }  // namespace pipelined::rollout

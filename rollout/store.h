@@ -1,40 +1,22 @@
-// The metrics database: migrations, and every SQL statement the controller runs on its own
-// connection (rollout state, events, daemon runs, retention, the samples the guardrails and the
-// report read). The row writer (writer.h) has a connection of its own.
+// Every SQL statement the controller runs on its own connection (rollout state, events, daemon
+// runs, replicas, retention, the samples the guardrails and the report read), on either engine
+// (database.h). The row writer (writer.h) has a connection of its own.
 #pragma once
 
-#include <SQLiteCpp/SQLiteCpp.h>
-
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
-#include <deque>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <string>
-#include <thread>
 #include <optional>
-#include <map>
+#include <string>
 #include <vector>
 
+#include "rollout/database.h"
 #include "rollout/guardrails.h"
 #include "rollout/records.h"
 #include "rollout/state.h"
 
 namespace pipelined::rollout {
-
-struct Migration {
-  int version;
-  const char* name;
-  const char* sql;
-};
-// migrations/NNN_name.sql, embedded at build time, in version order.
-const std::vector<Migration>& migrations();
-
-// Opens (creating) the database in WAL mode and applies pending migrations, each in its own
-// transaction; the version is PRAGMA user_version. Throws std::runtime_error naming the file when
-// the database is newer than this binary or cannot be opened or migrated.
-std::unique_ptr<SQLite::Database> open_database(const std::string& path);
 
 std::int64_t now_ms();
 
@@ -65,10 +47,13 @@ struct ArmSamples {
 
 class MetricsStore {
  public:
-  // open_database(path); throws std::runtime_error as it does.
-  explicit MetricsStore(const std::string& path);
+  // open_database(location); throws DatabaseError as it does.
+  explicit MetricsStore(const std::string& location);
 
-  // State. Every method throws SQLite::Exception (or std::runtime_error) when the database fails.
+  const Database& database() const { return *db_; }
+
+  // State. Every method throws DatabaseError when the database fails. save() and save_overrides()
+  // tell the other replicas (Database::notify_change) in their transaction.
   std::vector<Rollout> latest_rollouts();  // the newest rollout of each pipeline
   std::optional<Rollout> rollout(std::int64_t id);
   std::map<std::string, std::map<std::string, std::string>> stable_overrides();
@@ -78,10 +63,17 @@ class MetricsStore {
   void save_overrides(const std::string& pipeline, const std::map<std::string, std::string>& variants);
   std::vector<RolloutEvent> events(std::int64_t rollout_id, int limit);  // newest first; rollout 0: all
 
-  // Daemon runs: whether the last one ended without a clean stop, then a new one.
-  bool last_run_unclean();
-  std::int64_t begin_run();
+  // Daemon runs of `replica`: whether its last one ended without a clean stop, then a new one.
+  bool last_run_unclean(const std::string& replica);
+  std::int64_t begin_run(const std::string& replica);
   void end_run(std::int64_t run_id);
+
+  // Replicas: write this one's heartbeat; read every one's. hold_lease(): Database::hold_lease.
+  void heartbeat(const ReplicaRow& row);
+  std::vector<ReplicaRow> replicas();
+  void forget_replica(const std::string& id);
+  bool hold_lease();
+  std::unique_ptr<ChangeListener> listen();  // Database::listen
 
   // Deletes request and shadow rows that started before `cutoff_ms`.
   void delete_before(std::int64_t cutoff_ms);
@@ -94,7 +86,7 @@ class MetricsStore {
 
  private:
   std::mutex mu_;
-  std::unique_ptr<SQLite::Database> db_;
+  std::unique_ptr<Database> db_;
 };
 
 }  // namespace pipelined::rollout

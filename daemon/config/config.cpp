@@ -303,7 +303,7 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
          auto& m = c.metrics;
          r.read_map(n, k,
                     {{"database", [&](auto& fn, auto& fk) {
-                        r.read(fn, fk, m.database_path);
+                        r.read(fn, fk, m.database);
                         database_set = true;
                       }},
                      {"retention_days", [&](auto& fn, auto& fk) { r.read_int(fn, fk, m.retention_days, 1, 36500); }},
@@ -313,6 +313,13 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
                         r.read_host_port(fn, fk, m.listen_address, m.listen_port);
                         metrics_listen_node = fn;
                       }}});
+       }},
+      {"replica", [&](auto& n, auto& k) {
+         auto& rp = c.replica;
+         r.read_map(n, k,
+                    {{"id", [&](auto& fn, auto& fk) { r.read(fn, fk, rp.id); }},
+                     {"poll_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, rp.poll); }},
+                     {"timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, rp.timeout); }}});
        }},
       {"rollout", [&](auto& n, auto& k) {
          rollout_node = n;
@@ -395,7 +402,7 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
   r.read_map(root, "", fields);
 
   if (!admin_socket_set) c.admin.socket_path = c.state_directory + "/admin.sock";
-  if (!database_set) c.metrics.database_path = c.state_directory + "/pipelined.db";
+  if (!database_set) c.metrics.database = c.state_directory + "/pipelined.db";
   if (c.admin.tcp_port != 0 || !c.admin.tcp_address.empty()) {
     if (c.admin.token.empty()) r.error(admin_node, "admin.tcp", "the TCP admin listener needs admin.token");
     if (!is_loopback(c.admin.tcp_address)) r.error(admin_node, "admin.tcp", "the TCP admin listener must be on a loopback address");

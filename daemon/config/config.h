@@ -154,13 +154,21 @@ struct RolloutConfig {
 };
 
 struct MetricsConfig {
-  std::string database_path = "var/pipelined.db";  // default: <state_directory>/pipelined.db
+  // A SQLite file, or a postgresql:// URL shared by replicas. Default: <state_directory>/pipelined.db
+  std::string database = "var/pipelined.db";
   int retention_days = 30;
   std::size_t queue_capacity = 100000;  // rows beyond this are dropped and counted
   Millis flush_interval{200};
   // Prometheus scrape listener (GET /metrics, no auth), "host:port"; empty address: none.
   std::string listen_address;
   std::uint16_t listen_port = 0;
+};
+
+// Replicas sharing one PostgreSQL metrics database (docs/scaling.md).
+struct ReplicaConfig {
+  std::string id;                  // unique per replica; empty: "<host name>:<server.listen port>"
+  Millis poll{1000};               // rollout state re-read this often besides notifications; heartbeat
+  Millis timeout{5000};            // a replica not seen for this long is not waited for, shown as lost
 };
 
 struct Config {
@@ -176,6 +184,7 @@ struct Config {
   std::vector<EndpointConfig> endpoints;
   RolloutConfig rollout;
   MetricsConfig metrics;
+  ReplicaConfig replica;
 
   const PipelineConfig* pipeline(const std::string& name) const;
 };

@@ -42,6 +42,11 @@ void collect_rollout(const rollout::Status& status, const std::vector<std::strin
   // Queued rows go up and down: a gauge, not a state of the counter (rate() needs counters that only grow).
   out.family("pipelined_metric_rows_queued", "gauge", "Metric rows waiting for the database writer.");
   out.sample("pipelined_metric_rows_queued", {}, static_cast<double>(m.queued));
+  out.family("pipelined_metrics_database_up", "gauge", "0 while the metrics database server is unreachable and rows wait in the queue.");
+  out.sample("pipelined_metrics_database_up", {}, m.waiting ? 0 : 1);
+  // Replicas on a shared database: exactly one should say 1 (alert on sum() != 1).
+  out.family("pipelined_replica_deciding", "gauge", "1 when this replica holds the lease: it judges guardrails and takes steps.");
+  out.sample("pipelined_replica_deciding", {}, status.deciding ? 1 : 0);
 }
 
 void collect_process(std::size_t requests_in_flight, std::int64_t resident_bytes, std::uint64_t plugin_generation, Scrape& out) {

@@ -122,6 +122,10 @@ struct Daemon::Impl {
       if (auto e = metrics_listener->listen_tcp(config->metrics.listen_address, config->metrics.listen_port); !e.empty())
         throw std::runtime_error(e);
     }
+    rollout->set_plugin_generation_source([this] {
+      auto set = plugins->current();
+      return static_cast<std::int64_t>(set ? set->generation : 0);
+    });
     rollout->start(crash_note.value_or(""));
   }
 

@@ -1,5 +1,7 @@
 #include "daemon/server/rollout_settings.h"
 
+#include <unistd.h>
+
 namespace pipelined::server {
 
 rollout::RolloutSettings rollout_settings(const config::Config& c) {
@@ -31,7 +33,13 @@ rollout::RolloutSettings rollout_settings(const config::Config& c) {
   s.steps = r.steps;
   s.step_dwell = r.step_dwell;
   s.shadow_rules = {r.shadow_ignore_fields, r.shadow_ignore_array_order};
-  s.database_path = c.metrics.database_path;
+  s.database = c.metrics.database;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = 0;
+  s.replica_host = host;
+  s.replica_id = c.replica.id.empty() ? s.replica_host + ":" + std::to_string(c.server.listen_port) : c.replica.id;
+  s.replica_poll = c.replica.poll;
+  s.replica_timeout = c.replica.timeout;
   s.retention_days = c.metrics.retention_days;
   s.queue_capacity = c.metrics.queue_capacity;
   s.flush_interval = c.metrics.flush_interval;

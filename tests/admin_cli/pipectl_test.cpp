@@ -257,7 +257,31 @@ TEST(PipectlFormat, TablesAlignAndNumbersRead) {
                                                           {"shadow_percent", 0}, {"variants", {{"ocr", "parallel"}}}, {"reason", ""}}}};
   const std::string text = pipectl::format_rollout(answer);
   EXPECT_NE(text.find("rollout 3 of menu: live, candidate 12.50 % (ocr=parallel)"), std::string::npos) << text;
-  EXPECT_NE(text.find("will not survive a restart"), std::string::npos);
+  EXPECT_NE(text.find("it is written when the database is back"), std::string::npos) << text;
+}
+
+TEST(PipectlFormat, StatusListsReplicasWithTheirRoles) {
+  json status = {{"version", "1"}, {"uptime_s", 5}, {"config", "c.yaml"}, {"ready", true}, {"requests_in_flight", 0},
+                 {"plugins", {{"generation", 2}}}};
+  status["rollout"] = {{"pipelines", json::object()},
+                       {"metrics", {{"written", 10}, {"queued", 4}, {"lost", 0}, {"waiting_for_database", true}}},
+                       {"database", {{"shared", true}}},
+                       {"replica", {{"id", "r2"}, {"deciding", false}}},
+                       {"replicas",
+                        {{{"id", "r1"}, {"host", "h1"}, {"pid", 11}, {"plugin_generation", 2}, {"deciding", true}, {"live", true}, {"seen_ms_ago", 300}},
+                         {{"id", "r2"}, {"host", "h2"}, {"pid", 12}, {"plugin_generation", 2}, {"deciding", false}, {"live", true}, {"this", true},
+                          {"seen_ms_ago", 100}},
+                         {{"id", "r3"}, {"host", "h3"}, {"pid", 13}, {"plugin_generation", 1}, {"deciding", false}, {"live", false},
+                          {"seen_ms_ago", 9000}}}}};
+  const std::string text = pipectl::format_status(status);
+  EXPECT_NE(text.find("4 queued, 0 lost\nmetrics database unreachable: rows wait in the queue\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("replicas (this one: r2)"), std::string::npos) << text;
+  EXPECT_NE(text.find("r1       h1    11   2           deciding  300 ms ago"), std::string::npos) << text;
+  EXPECT_NE(text.find("r2 *     h2    12   2           serving   100 ms ago"), std::string::npos) << text;
+  EXPECT_NE(text.find("r3       h3    13   1           lost      9000 ms ago"), std::string::npos) << text;
+  // One daemon on SQLite: no replica section.
+  status["rollout"]["database"]["shared"] = false;
+  EXPECT_EQ(pipectl::format_status(status).find("replicas"), std::string::npos);
 }
 
 TEST(PipectlFormat, HtmlReportEscapesAndSurvivesMissingFields) {

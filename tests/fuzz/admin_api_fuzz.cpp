@@ -25,7 +25,7 @@ rollout::RolloutSettings settings() {
   auto loaded = config::load_file(PIPELINED_SOURCE_DIR "/configs/default.yaml");
   if (!loaded.errors.empty()) fuzz::fail("configs/default.yaml: " + loaded.errors.front().to_string());
   auto s = server::rollout_settings(*loaded.config);
-  s.database_path = ":memory:";  // no disk, nothing left behind; the schema migrations still run
+  s.database = ":memory:";  // no disk, nothing left behind; the schema migrations still run
   return s;
 }
 

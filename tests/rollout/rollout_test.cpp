@@ -1,6 +1,7 @@
 #include "rollout/rollout.h"
 
 #include <gtest/gtest.h>
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>
 
 #include <cmath>
@@ -38,7 +39,7 @@ class RolloutTest : public ::testing::Test {
     s.pipelines = {{"p", {stage("a"), stage("b")}, false}, {"q", {stage("c")}, false}};
     s.allow_force_header = true;
     s.guardrail_interval = Millis(3600000);  // the tests run the passes themselves
-    s.database_path = (dir_ / "pipelined.db").string();
+    s.database = (dir_ / "pipelined.db").string();
     if (change) change(s);
     return s;
   }
@@ -457,9 +458,15 @@ TEST_F(RolloutTest, AfterACrashTheCandidateGetsNoTrafficUntilResumed) {
 
 TEST_F(RolloutTest, MigrationsOnEmptyOlderAndNewerDatabases) {
   const std::string path = (dir_ / "m.db").string();
+  // One integer the first row's first column holds.
+  auto scalar = [](Database& db, const std::string& sql) {
+    std::int64_t out = -1;
+    db.query(sql, {}, [&](const SqlRow& r) { out = r.integer(0); });
+    return out;
+  };
   {
     auto db = open_database(path);
-    EXPECT_EQ(db->execAndGet("PRAGMA user_version").getInt(), migrations().back().version);
+    EXPECT_EQ(scalar(*db, "PRAGMA user_version"), migrations().back().version);
     EXPECT_GE(migrations().size(), 2u);
   }
   // An older database: only 001 applied, with a row in it.
@@ -473,9 +480,11 @@ TEST_F(RolloutTest, MigrationsOnEmptyOlderAndNewerDatabases) {
   }
   {
     auto db = open_database(old_path);
-    EXPECT_EQ(db->execAndGet("PRAGMA user_version").getInt(), migrations().back().version);
-    EXPECT_EQ(db->execAndGet("SELECT request_id FROM requests").getString(), "old");
-    EXPECT_EQ(db->execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE name = 'requests_by_arm'").getInt(), 1);
+    EXPECT_EQ(scalar(*db, "PRAGMA user_version"), migrations().back().version);
+    std::string id;
+    db->query("SELECT request_id FROM requests", {}, [&](const SqlRow& r) { id = r.text(0); });
+    EXPECT_EQ(id, "old");
+    EXPECT_EQ(scalar(*db, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'requests_by_arm'"), 1);
   }
   // A newer database is refused with the reason.
   {
@@ -485,7 +494,7 @@ TEST_F(RolloutTest, MigrationsOnEmptyOlderAndNewerDatabases) {
   try {
     open_database(path);
     FAIL() << "a database newer than the binary was accepted";
-  } catch (const std::runtime_error& e) {
+  } catch (const DatabaseError& e) {
     EXPECT_NE(std::string(e.what()).find("schema version 999, newer than this binary"), std::string::npos) << e.what();
   }
 }
