@@ -17,6 +17,8 @@
 #include <string>
 #include <thread>
 
+#include "tests/common/free_port.h"
+
 namespace pipelined::testing {
 
 class PostgresServer {
@@ -27,7 +29,7 @@ class PostgresServer {
     char tmpl[] = "/tmp/pipelined-pg.XXXXXX";
     if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
-    port_ = free_port();
+    port_ = free_loopback_port();
     if (::geteuid() == 0) {
       const passwd* pw = ::getpwnam("postgres");
       if (pw == nullptr) throw std::runtime_error("PostgreSQL runs as the user postgres, which does not exist (scripts/deps)");
@@ -88,19 +90,7 @@ class PostgresServer {
     if (std::system(full.c_str()) != 0 && must) throw std::runtime_error(what + " failed (" + full + "); see " + dir_.string());
   }
 
-  static int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      ::close(fd);
-      throw std::runtime_error("no free port");
-    }
-    ::close(fd);
-    return ntohs(a.sin_port);
-  }
+
 
   std::filesystem::path dir_;
   int port_ = 0;

@@ -13,6 +13,8 @@
 //                       tests): raise SIGSEGV, abort(), never return (ignoring cancellation), or
 //                       allocate without bound (until operator new fails, at most 8 GiB)
 //   misbehave_every: N  misbehaves on every N-th run only (default 1: every run)
+//   call_provider: "p"  one POST to provider p's call_path (default "/chat/completions") per run,
+//                       waited for; its failure fails the run with its class (provider limit tests)
 // The input JSON may override sleep_ms, fail and misbehave per request with "<stage>_sleep_ms",
 // "<stage>_fail" and "<stage>_<variant>_misbehave" (by variant, so a fallback to stable does not
 // misbehave too).
@@ -20,6 +22,8 @@
 
 #include <atomic>
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -51,7 +55,9 @@ class TestStage : public pipelined::sdk::Stage {
         allocate_mb_(config.value("allocate_mb", 0)),
         misbehave_(config.value("misbehave", std::string())),
         misbehave_every_(config.value("misbehave_every", 1L)),
-        held_(static_cast<std::size_t>(config.value("hold_mb", 0)) << 20, 1) {}
+        held_(static_cast<std::size_t>(config.value("hold_mb", 0)) << 20, 1),
+        call_provider_(config.value("call_provider", std::string())),
+        call_path_(config.value("call_path", std::string("/chat/completions"))) {}
 
   Payload run(const Payload& input, Context& ctx) override {
     const std::string stage = TEST_STAGE;
@@ -71,6 +77,7 @@ class TestStage : public pipelined::sdk::Stage {
     if (!misbehave.empty() && misbehave_every_ > 0 && n % misbehave_every_ == 0) misbehave_now(misbehave);
     if (input.json.value(stage + "_fail", fail_) || (fail_every_ > 0 && n % fail_every_ == 0))
       throw StageError(error_class_, std::string(TEST_PLUGIN_NAME) + " failed as configured");
+    if (!call_provider_.empty()) call_provider(ctx);
     // 1 MiB at a time, checking cancellation like a stage that builds a large result should: the
     // daemon's per-request memory cap cancels the request when it is passed.
     const int allocate_mb = input.json.value(stage + "_allocate_mb", allocate_mb_);
@@ -93,6 +100,37 @@ class TestStage : public pipelined::sdk::Stage {
   }
 
  private:
+  // The host's http_send, waited for on this thread (a test stage; real stages use RequestSet).
+  void call_provider(Context& ctx) const {
+    struct Wait {
+      std::mutex mu;
+      std::condition_variable cv;
+      bool done = false;
+      int status = 0;
+      std::string error_class, error;
+    };
+    auto wait = std::make_shared<Wait>();
+    static const char kBody[] = R"({"model":"m","messages":[{"role":"user","content":"ping"}]})";
+    pl_http_request req{call_provider_.c_str(), "POST", call_path_.c_str(), nullptr, 0, kBody, sizeof kBody - 1, 0};
+    auto* held = new std::shared_ptr<Wait>(wait);
+    auto callback = [](void* user, const pl_http_response* r) {
+      std::unique_ptr<std::shared_ptr<Wait>> w(static_cast<std::shared_ptr<Wait>*>(user));
+      std::lock_guard<std::mutex> lock((*w)->mu);
+      (*w)->status = r->status;
+      if (r->error_class) (*w)->error_class = r->error_class;
+      if (r->error) (*w)->error = r->error;
+      (*w)->done = true;
+      (*w)->cv.notify_all();
+    };
+    if (ctx.host()->http_send(ctx.raw(), &req, callback, held) != PL_OK) {
+      delete held;
+      throw StageError(PL_ERR_INTERNAL, "no outbound HTTP client");
+    }
+    std::unique_lock<std::mutex> lock(wait->mu);
+    wait->cv.wait(lock, [&] { return wait->done; });
+    if (!wait->error_class.empty()) throw StageError(wait->error_class, wait->error);
+  }
+
   static void misbehave_now(const std::string& how) {
     if (how == "segfault") std::raise(SIGSEGV);
     if (how == "abort") std::abort();
@@ -118,6 +156,7 @@ class TestStage : public pipelined::sdk::Stage {
   long misbehave_every_;
   std::vector<char> held_;  // hold_mb: written to (value 1), so resident as well as allocated
   std::atomic<long> runs_{0};
+  std::string call_provider_, call_path_;
 };
 }  // namespace
 
