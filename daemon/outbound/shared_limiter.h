@@ -1,0 +1,82 @@
+// Provider limits shared by the replicas that call one provider account, kept in Redis
+// (config: shared_limits, docs/configuration.md). The outbound client asks acquire() before it
+// starts a call its local limits allow; one atomic Lua script (EVALSHA) per acquisition checks and
+// takes, for the provider:
+//   - requests per minute: GCRA with the local bucket's shape (bursts up to requests_per_minute,
+//     requests_per_minute sustained per minute), Redis' clock (TIME), so replicas' clocks don't matter;
+//   - in flight: a ZSET of leases scored by their expiry (now + the call's timeout + 1 s). release()
+//     removes a lease when its call completes; a replica that crashed leaves leases that the script
+//     drops once they expire, so its slots come back after at most one call timeout.
+// Keys: pipelined:{<provider>}:rate and pipelined:{<provider>}:inflight (one hash slot per provider).
+//
+// Redis unreachable (connect refused, timeout, error reply): up() turns false at once, with a reason,
+// and the caller falls back to local limits of ceil(limit / expected_replicas) (local_share()). While
+// down, acquire() and release() do nothing and maintain() reconnects at most once per second. One
+// warning when falling back, one info line when back.
+//
+// Not thread-safe: the outbound client's I/O thread alone uses it. Calls are synchronous with
+// `timeout_ms` per call: on loopback or in one zone a call takes ~0.1 ms, less than the bookkeeping
+// an async client would need on the curl loop; the worst case is one stall of timeout_ms, after which
+// the limiter is down and no further call waits on Redis until a reconnect (at most once a second).
+#pragma once
+
+#include "daemon/config/config.h"
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+struct redisContext;
+
+namespace pipelined::outbound {
+
+class SharedLimiter {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  struct Decision {
+    enum class Kind { Granted, Wait, Unavailable };
+    Kind kind = Kind::Unavailable;
+    std::chrono::milliseconds retry_after{0};  // Wait: ask again no sooner than this
+    std::string lease;                         // Granted: hand to release() when the call completes
+  };
+
+  // Connects at once (a failure only logs: the limiter starts down and maintain() retries).
+  explicit SharedLimiter(const config::SharedLimitsConfig& config);
+  ~SharedLimiter();
+  SharedLimiter(const SharedLimiter&) = delete;
+  SharedLimiter& operator=(const SharedLimiter&) = delete;
+
+  // One call's start for `provider` with its limits (requests_per_minute 0: no rate limit).
+  // `lease_for`: the longest the call can take (its timeout); the slot is held at most that + 1 s.
+  // Unavailable when down or when this call fails (then the limiter is down).
+  Decision acquire(const std::string& provider, double requests_per_minute, int max_in_flight, std::chrono::milliseconds lease_for);
+  // The call holding `lease` completed. Errors take the limiter down; the lease then expires in Redis.
+  void release(const std::string& provider, const std::string& lease);
+  // While down: reconnects when a second has passed since the last attempt. Cheap when up.
+  void maintain(Clock::time_point now);
+
+  bool up() const { return ctx_ != nullptr; }
+  const std::string& reason() const { return reason_; }  // why down ("" when up)
+  int expected_replicas() const { return config_.expected_replicas; }
+
+  // The local limit each replica keeps while Redis is unreachable: ceil(limit / replicas), at least 1.
+  static int local_share(int limit, int replicas);
+  static double local_share(double requests_per_minute, int replicas);  // 0 stays 0 (unlimited)
+
+ private:
+  bool connect();
+  bool down(const std::string& why);  // drops the connection, logs once per outage; returns false
+
+  config::SharedLimitsConfig config_;
+  redisContext* ctx_ = nullptr;
+  std::string sha_;      // the script's SHA1 from SCRIPT LOAD
+  std::string reason_;   // why down
+  bool warned_ = false;  // a warning logged for the current outage
+  bool ever_up_ = false;
+  Clock::time_point last_attempt_{};
+  std::string lease_prefix_;  // random per limiter: leases of replicas never collide
+  std::uint64_t leases_ = 0;
+};
+
+}  // namespace pipelined::outbound
