@@ -60,6 +60,9 @@ std::string join_url(const std::string& base, const std::string& path) {
 
 struct Call;
 
+// The most calls of one provider one Redis round trip asks for (shared limits).
+constexpr std::size_t kMaxSharedBatch = 64;
+
 struct ProviderState {
   config::ProviderConfig config;
   int in_flight = 0;
@@ -387,34 +390,41 @@ struct OutboundClient::Impl {
           if (p.in_flight < p.max_in_flight()) next = std::min(next, p.next_token());
           break;
         }
-        std::string lease;
-        if (limiter && limiter->up() && &p != &unlimited) {
-          // The local limits allow it: ask Redis for the replicas' shared ones. A "retry after" keeps
-          // the call at the front of the queue until then; Redis failing turns the limiter down, and
-          // the loop goes round again on the local share.
-          if (now < p.shared_retry_at) {
-            next = std::min(next, p.shared_retry_at);
-            break;
-          }
-          Call* front = p.queue.front();
-          const auto d =
-              limiter->acquire(p.config.name, p.config.requests_per_minute, p.config.max_in_flight, attempt_timeout(*front, now));
-          if (d.kind == SharedLimiter::Decision::Kind::Unavailable) {
-            sync_shared_mode();
-            continue;
-          }
-          if (d.kind == SharedLimiter::Decision::Kind::Wait) {
-            p.shared_retry_at = now + d.retry_after;
-            next = std::min(next, p.shared_retry_at);
-            std::lock_guard lock(mu);
-            ++p.stats.shared_waits;
-            break;
-          }
-          lease = d.lease;
+        if (!limiter || !limiter->up() || &p == &unlimited) {
+          start(p.queue.pop_front(), now);
+          continue;
         }
-        Call* c = p.queue.pop_front();
-        c->lease = std::move(lease);
-        start(c, now);
+        // The local limits allow it: ask Redis for the replicas' shared ones, for as many of the
+        // first calls as the local limits allow now (one round trip). A "retry after" keeps the rest
+        // in their places until then; Redis failing turns the limiter down, and the loop goes round
+        // again on the local share.
+        if (now < p.shared_retry_at) {
+          next = std::min(next, p.shared_retry_at);
+          break;
+        }
+        std::size_t room = static_cast<std::size_t>(p.max_in_flight() - p.in_flight);
+        if (p.rpm() > 0) room = std::min(room, static_cast<std::size_t>(p.tokens));
+        const std::vector<Call*> batch = p.queue.first(std::clamp<std::size_t>(room, 1, kMaxSharedBatch));
+        milliseconds lease_for{1};
+        for (const Call* c : batch) lease_for = std::max(lease_for, attempt_timeout(*c, now));
+        auto d = limiter->acquire(p.config.name, p.config.requests_per_minute, p.config.max_in_flight, lease_for,
+                                  static_cast<int>(batch.size()));
+        if (d.kind == SharedLimiter::Decision::Kind::Unavailable) {
+          sync_shared_mode();
+          continue;
+        }
+        for (std::string& lease : d.leases) {
+          Call* c = p.queue.pop_front();
+          c->lease = std::move(lease);
+          start(c, now);
+        }
+        if (d.leases.size() < batch.size()) {
+          p.shared_retry_at = now + d.retry_after;
+          next = std::min(next, p.shared_retry_at);
+          std::lock_guard lock(mu);
+          ++p.stats.shared_waits;
+          break;
+        }
       }
       next = std::min(next, p.queue.earliest_deadline());
     };

@@ -13,8 +13,10 @@ namespace pipelined::outbound {
 
 namespace {
 
-// KEYS: rate, inflight. ARGV: requests_per_minute, max_in_flight, lease_ms, lease id, slot poll ms.
-// Returns {1, 0} (granted, the lease taken) or {0, ms} (wait ms, nothing taken).
+// KEYS: rate, inflight. ARGV: requests_per_minute, max_in_flight, lease_ms, lease id prefix, slot
+// poll ms, wanted. Grants up to `wanted` calls, each a request of the rate and a lease "<prefix><i>"
+// (i from 1), stopping at the first that does not fit. Returns {granted, wait ms}: wait is 0 when all
+// were granted, else when to ask again for the rest.
 constexpr const char* kScript = R"lua(
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -22,26 +24,34 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rpm = tonumber(ARGV[1])
 local max_in_flight = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
+local wanted = tonumber(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local wait = 0
-if redis.call('ZCARD', KEYS[2]) >= max_in_flight then
-  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  wait = math.min(tonumber(first[2]) - now, tonumber(ARGV[5]))
-end
-local tat = now
-local interval = 0
+local in_flight = redis.call('ZCARD', KEYS[2])
+local interval, tau, tat = 0, 0, now
 if rpm > 0 then
   interval = 60000 / rpm
+  tau = (math.max(1, rpm) - 1) * interval
   tat = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
-  local allowed_at = tat - (math.max(1, rpm) - 1) * interval
-  if allowed_at > now then wait = math.max(wait, allowed_at - now) end
 end
-if wait > 0 then return {0, math.ceil(wait)} end
-if rpm > 0 then redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil(tat + interval - now) + 1000) end
-redis.call('ZADD', KEYS[2], now + lease_ms, ARGV[4])
-local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[2], math.ceil(tonumber(last[2])) + 1000)
-return {1, 0}
+local granted, wait = 0, 0
+while granted < wanted do
+  if in_flight >= max_in_flight then
+    local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    wait = math.max(1, math.min(tonumber(first[2]) - now, tonumber(ARGV[5])))
+  end
+  if rpm > 0 and tat - tau > now then wait = math.max(wait, tat - tau - now) end
+  if wait > 0 then break end
+  granted = granted + 1
+  in_flight = in_flight + 1
+  tat = tat + interval
+  redis.call('ZADD', KEYS[2], now + lease_ms, ARGV[4] .. granted)
+end
+if granted > 0 then
+  if rpm > 0 then redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil(tat - now) + 1000) end
+  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', KEYS[2], math.ceil(tonumber(last[2])) + 1000)
+end
+return {granted, math.ceil(wait)}
 )lua";
 
 // A slot held by another replica frees without telling us: the script answers "wait" at most this
@@ -134,6 +144,7 @@ bool SharedLimiter::connect() {
 bool SharedLimiter::down(const std::string& why) {
   if (ctx_) redisFree(ctx_);
   ctx_ = nullptr;
+  pending_releases_ = 0;
   reason_ = why;
   if (!warned_) {
     spdlog::warn("shared_limits: {}; each provider now uses 1/{} of its limits locally until Redis answers again (retried every second)",
@@ -144,18 +155,22 @@ bool SharedLimiter::down(const std::string& why) {
 }
 
 void SharedLimiter::maintain(Clock::time_point now) {
-  if (ctx_ || now - last_attempt_ < std::chrono::seconds(1)) return;
+  if (ctx_) {
+    drain_releases();
+    return;
+  }
+  if (now - last_attempt_ < std::chrono::seconds(1)) return;
   last_attempt_ = now;
   connect();
 }
 
 SharedLimiter::Decision SharedLimiter::acquire(const std::string& provider, double requests_per_minute, int max_in_flight,
-                                               std::chrono::milliseconds lease_for) {
+                                               std::chrono::milliseconds lease_for, int wanted) {
   Decision d;
-  if (!ctx_) return d;
+  if (!ctx_ || !drain_releases()) return d;  // the next reply read must be this call's
   char rpm[64];
   std::snprintf(rpm, sizeof rpm, "%.17g", std::max(0.0, requests_per_minute));
-  const std::string lease = lease_prefix_ + std::to_string(++leases_);
+  const std::string lease = lease_prefix_ + std::to_string(++leases_) + ":";
   const std::vector<std::string> args = {"EVALSHA",
                                          sha_,
                                          "2",
@@ -165,7 +180,8 @@ SharedLimiter::Decision SharedLimiter::acquire(const std::string& provider, doub
                                          std::to_string(std::max(1, max_in_flight)),
                                          std::to_string(std::max<long long>(1, lease_for.count()) + 1000),
                                          lease,
-                                         std::to_string(kSlotPollMs)};
+                                         std::to_string(kSlotPollMs),
+                                         std::to_string(std::max(1, wanted))};
   Reply r = command(ctx_, args);
   if (r && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
     // Redis restarted or SCRIPT FLUSH: load it again and retry once.
@@ -188,20 +204,41 @@ SharedLimiter::Decision SharedLimiter::acquire(const std::string& provider, doub
     down("EVALSHA for provider '" + provider + "': unexpected reply shape");
     return d;
   }
-  if (r->element[0]->integer == 1) {
-    d.kind = Decision::Kind::Granted;
-    d.lease = lease;
-  } else {
-    d.kind = Decision::Kind::Wait;
-    d.retry_after = std::chrono::milliseconds(std::max<long long>(1, r->element[1]->integer));
-  }
+  const long long granted = std::clamp<long long>(r->element[0]->integer, 0, std::max(1, wanted));
+  for (long long i = 1; i <= granted; ++i) d.leases.push_back(lease + std::to_string(i));
+  d.kind = granted > 0 ? Decision::Kind::Granted : Decision::Kind::Wait;
+  if (granted < wanted) d.retry_after = std::chrono::milliseconds(std::max<long long>(1, r->element[1]->integer));
   return d;
 }
 
 void SharedLimiter::release(const std::string& provider, const std::string& lease) {
   if (!ctx_ || lease.empty()) return;
-  Reply r = command(ctx_, {"ZREM", key(provider, "inflight"), lease});
-  if (const std::string why = failure(ctx_, r); !why.empty()) down("ZREM (release) for provider '" + provider + "': " + why);
+  // Sent now, so other replicas see the slot free at once; the reply is read later (drain_releases()).
+  const std::string k = key(provider, "inflight");
+  const char* argv[] = {"ZREM", k.data(), lease.data()};
+  const size_t lens[] = {4, k.size(), lease.size()};
+  int done = 0;
+  if (redisAppendCommandArgv(ctx_, 3, argv, lens) != REDIS_OK) {
+    down("ZREM (release) for provider '" + provider + "': " + std::string(ctx_->errstr));
+    return;
+  }
+  ++pending_releases_;
+  while (!done)
+    if (redisBufferWrite(ctx_, &done) != REDIS_OK) {
+      down("ZREM (release) for provider '" + provider + "': " + std::string(ctx_->errstr));
+      return;
+    }
+}
+
+bool SharedLimiter::drain_releases() {
+  for (; pending_releases_ > 0; --pending_releases_) {
+    void* raw = nullptr;
+    const int rc = redisGetReply(ctx_, &raw);
+    Reply r(static_cast<redisReply*>(raw));
+    if (rc != REDIS_OK) return down("ZREM (release): " + std::string(ctx_->errstr[0] ? ctx_->errstr : "no reply"));
+    if (const std::string why = failure(ctx_, r); !why.empty()) return down("ZREM (release): " + why);
+  }
+  return true;
 }
 
 }  // namespace pipelined::outbound

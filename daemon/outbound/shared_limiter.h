@@ -14,10 +14,11 @@
 // down, acquire() and release() do nothing and maintain() reconnects at most once per second. One
 // warning when falling back, one info line when back.
 //
-// Not thread-safe: the outbound client's I/O thread alone uses it. Calls are synchronous with
-// `timeout_ms` per call: on loopback or in one zone a call takes ~0.1 ms, less than the bookkeeping
-// an async client would need on the curl loop; the worst case is one stall of timeout_ms, after which
-// the limiter is down and no further call waits on Redis until a reconnect (at most once a second).
+// Not thread-safe: the outbound client's I/O thread alone uses it. acquire() is synchronous with
+// `timeout_ms` per call (releases are sent without waiting): on loopback or in one zone a round trip
+// takes ~0.1 ms, simpler than hiredis' async client beside the curl loop and cheaper than what it
+// would save; the worst case is one stall of timeout_ms, after which the limiter is down and no call
+// waits on Redis until a reconnect (at most once a second, also at most timeout_ms).
 #pragma once
 
 #include "daemon/config/config.h"
@@ -25,6 +26,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 struct redisContext;
 
@@ -37,8 +39,11 @@ class SharedLimiter {
   struct Decision {
     enum class Kind { Granted, Wait, Unavailable };
     Kind kind = Kind::Unavailable;
-    std::chrono::milliseconds retry_after{0};  // Wait: ask again no sooner than this
-    std::string lease;                         // Granted: hand to release() when the call completes
+    // Granted: one lease per call granted (1..wanted, for the first calls in order); hand each to
+    // release() when its call completes.
+    std::vector<std::string> leases;
+    // Fewer granted than wanted (Wait: none): ask again for the rest no sooner than this.
+    std::chrono::milliseconds retry_after{0};
   };
 
   // Connects at once (a failure only logs: the limiter starts down and maintain() retries).
@@ -47,13 +52,18 @@ class SharedLimiter {
   SharedLimiter(const SharedLimiter&) = delete;
   SharedLimiter& operator=(const SharedLimiter&) = delete;
 
-  // One call's start for `provider` with its limits (requests_per_minute 0: no rate limit).
-  // `lease_for`: the longest the call can take (its timeout); the slot is held at most that + 1 s.
+  // The start of up to `wanted` calls for `provider` with its limits (requests_per_minute 0: no rate
+  // limit), in one round trip: the first calls that fit are granted, the rest wait. `lease_for`: the
+  // longest one of the calls can take (its timeout); a slot is held at most that + 1 s.
   // Unavailable when down or when this call fails (then the limiter is down).
-  Decision acquire(const std::string& provider, double requests_per_minute, int max_in_flight, std::chrono::milliseconds lease_for);
-  // The call holding `lease` completed. Errors take the limiter down; the lease then expires in Redis.
+  Decision acquire(const std::string& provider, double requests_per_minute, int max_in_flight, std::chrono::milliseconds lease_for,
+                   int wanted = 1);
+  // The call holding `lease` completed. The ZREM is written at once and its reply read later (by the
+  // next acquire() or maintain()), so a release costs no round trip. Errors take the limiter down;
+  // the lease then expires in Redis.
   void release(const std::string& provider, const std::string& lease);
-  // While down: reconnects when a second has passed since the last attempt. Cheap when up.
+  // Call once per loop turn. Up: reads the replies of releases sent since (usually arrived already).
+  // Down: reconnects when a second has passed since the last attempt.
   void maintain(Clock::time_point now);
 
   bool up() const { return ctx_ != nullptr; }
@@ -67,6 +77,7 @@ class SharedLimiter {
  private:
   bool connect();
   bool down(const std::string& why);  // drops the connection, logs once per outage; returns false
+  bool drain_releases();              // reads the pending releases' replies; false: down
 
   config::SharedLimitsConfig config_;
   redisContext* ctx_ = nullptr;
@@ -77,6 +88,7 @@ class SharedLimiter {
   Clock::time_point last_attempt_{};
   std::string lease_prefix_;  // random per limiter: leases of replicas never collide
   std::uint64_t leases_ = 0;
+  int pending_releases_ = 0;  // ZREMs sent whose replies are not read yet
 };
 
 }  // namespace pipelined::outbound

@@ -226,6 +226,30 @@ TEST(SharedLimits, UnreachableFromTheStartUsesTheLocalShareOfTheRate) {
   EXPECT_EQ(out.failed.load(), 0);
 }
 
+TEST(SharedLimits, SlotsOfACrashedReplicaComeBackWhenTheirLeasesExpire) {
+  // A "replica" takes both slots for calls of a 300 ms timeout and dies without releasing them: the
+  // leases expire 1.3 s later and a live client's call starts then, not before.
+  testing::RedisServer redis;
+  harness::ProviderSim sim({"--time-scale", "0"});
+  {
+    SharedLimiter crashed(shared(redis.url()));
+    ASSERT_TRUE(crashed.up()) << crashed.reason();
+    for (int i = 0; i < 2; ++i)
+      ASSERT_EQ(crashed.acquire("openai", 0, 2, milliseconds(300)).kind, SharedLimiter::Decision::Kind::Granted);
+    EXPECT_EQ(crashed.acquire("openai", 0, 2, milliseconds(300)).kind, SharedLimiter::Decision::Kind::Wait);
+  }
+  const auto t0 = Clock::now();
+  OutboundClient client(provider(sim, 2, 0), shared(redis.url()));
+  Outcomes out;
+  client.send(image_request(), out.callback());
+  ASSERT_TRUE(eventually([&] { return out.ok.load() + out.failed.load() == 1; }, std::chrono::seconds(5)));
+  const auto waited = Clock::now() - t0;
+  EXPECT_EQ(out.ok.load(), 1) << (out.errors.empty() ? "" : out.errors.front());
+  EXPECT_GE(waited, milliseconds(1000));
+  EXPECT_LT(waited, milliseconds(2500));
+  EXPECT_GT(client.stats()["openai"].shared_waits, 0u);
+}
+
 TEST(SharedLimits, LocalShareRoundsUpToAtLeastOne) {
   EXPECT_EQ(SharedLimiter::local_share(8, 3), 3);
   EXPECT_EQ(SharedLimiter::local_share(6, 3), 2);
