@@ -62,10 +62,18 @@ std::string parse_redis_url(const std::string& url, SharedLimitsConfig& out) {
     v = std::stoi(s);
     return v >= lo && v <= hi;
   };
-  if (const auto colon = rest.rfind(':'); colon != std::string::npos && rest.find(']') == std::string::npos) {
-    if (!number(rest.substr(colon + 1), 1, 65535, out.port)) return "bad port in '" + url + "'";
+  out.port = 6379;
+  std::optional<std::string> port;  // set when the URL has ":port"
+  if (!rest.empty() && rest[0] == '[') {  // [IPv6]:port
+    const auto close = rest.find(']');
+    if (close == std::string::npos || (close + 1 < rest.size() && rest[close + 1] != ':')) return "bad IPv6 host in '" + url + "'";
+    if (close + 1 < rest.size()) port = rest.substr(close + 2);
+    rest = rest.substr(1, close - 1);
+  } else if (const auto colon = rest.rfind(':'); colon != std::string::npos) {
+    port = rest.substr(colon + 1);
     rest = rest.substr(0, colon);
   }
+  if (port && !number(*port, 1, 65535, out.port)) return "bad port in '" + url + "'";
   if (rest.empty()) return "no host in '" + url + "'";
   out.host = rest;
   out.db = 0;

@@ -131,6 +131,7 @@ bool SharedLimiter::connect() {
   if (!(why = failure(c, r)).empty()) return down("SCRIPT LOAD at " + where + ": " + why);
   if (r->type != REDIS_REPLY_STRING) return down("SCRIPT LOAD at " + where + ": unexpected reply type " + std::to_string(r->type));
   sha_.assign(r->str, r->len);
+  last_answer_ = Clock::now();
   if (warned_)
     spdlog::info("shared_limits: Redis at {} is back: provider limits are shared again", where);
   else if (!ever_up_)
@@ -156,7 +157,13 @@ bool SharedLimiter::down(const std::string& why) {
 
 void SharedLimiter::maintain(Clock::time_point now) {
   if (ctx_) {
-    drain_releases();
+    if (!drain_releases()) return;
+    // Idle for a second: a PING, so that up() (and the stats and gauge) follow Redis without traffic.
+    if (now - last_answer_ >= std::chrono::seconds(1)) {
+      last_answer_ = now;
+      Reply r = command(ctx_, {"PING"});
+      if (const std::string why = failure(ctx_, r); !why.empty()) down("PING: " + why);
+    }
     return;
   }
   if (now - last_attempt_ < std::chrono::seconds(1)) return;
@@ -204,6 +211,7 @@ SharedLimiter::Decision SharedLimiter::acquire(const std::string& provider, doub
     down("EVALSHA for provider '" + provider + "': unexpected reply shape");
     return d;
   }
+  last_answer_ = Clock::now();
   const long long granted = std::clamp<long long>(r->element[0]->integer, 0, std::max(1, wanted));
   for (long long i = 1; i <= granted; ++i) d.leases.push_back(lease + std::to_string(i));
   d.kind = granted > 0 ? Decision::Kind::Granted : Decision::Kind::Wait;

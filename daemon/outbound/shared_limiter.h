@@ -62,8 +62,9 @@ class SharedLimiter {
   // next acquire() or maintain()), so a release costs no round trip. Errors take the limiter down;
   // the lease then expires in Redis.
   void release(const std::string& provider, const std::string& lease);
-  // Call once per loop turn. Up: reads the replies of releases sent since (usually arrived already).
-  // Down: reconnects when a second has passed since the last attempt.
+  // Call once per loop turn. Up: reads the replies of releases sent since (usually arrived already),
+  // and sends a PING when Redis has not answered for a second (so up() follows Redis without
+  // traffic). Down: reconnects when a second has passed since the last attempt.
   void maintain(Clock::time_point now);
 
   bool up() const { return ctx_ != nullptr; }
@@ -86,7 +87,8 @@ class SharedLimiter {
   bool warned_ = false;  // a warning logged for the current outage
   bool ever_up_ = false;
   Clock::time_point last_attempt_{};
-  std::string lease_prefix_;  // random per limiter: leases of replicas never collide
+  Clock::time_point last_answer_{};  // the last acquire() or PING Redis answered
+  std::string lease_prefix_;         // random per limiter: leases of replicas never collide
   std::uint64_t leases_ = 0;
   int pending_releases_ = 0;  // ZREMs sent whose replies are not read yet
 };

@@ -216,6 +216,12 @@ TEST(Config, SharedLimits) {
   EXPECT_EQ(e.line, std::count(kValid, kValid + std::strlen(kValid), '\n') + 2);  // the line of `redis:`
   e = only_error(std::string(kValid) + "shared_limits:\n  redis: redis://127.0.0.1:99999/0\n");
   EXPECT_NE(e.message.find("bad port"), std::string::npos) << e.to_string();
+  SharedLimitsConfig v6;
+  EXPECT_EQ(parse_redis_url("redis://[::1]:6390", v6), "");
+  EXPECT_EQ(v6.host, "::1");
+  EXPECT_EQ(v6.port, 6390);
+  EXPECT_NE(parse_redis_url("redis://host:", v6), "");
+  EXPECT_NE(parse_redis_url("redis://:pw@", v6), "");
   e = only_error(std::string(kValid) + "shared_limits:\n  expected_replicas: 0\n");
   EXPECT_EQ(e.key, "shared_limits.expected_replicas");
   e = only_error(std::string(kValid) + "shared_limits:\n  redis_url: redis://x\n");

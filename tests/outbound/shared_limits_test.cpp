@@ -234,8 +234,7 @@ TEST(SharedLimits, SlotsOfACrashedReplicaComeBackWhenTheirLeasesExpire) {
   {
     SharedLimiter crashed(shared(redis.url()));
     ASSERT_TRUE(crashed.up()) << crashed.reason();
-    for (int i = 0; i < 2; ++i)
-      ASSERT_EQ(crashed.acquire("openai", 0, 2, milliseconds(300)).kind, SharedLimiter::Decision::Kind::Granted);
+    for (int i = 0; i < 2; ++i) ASSERT_EQ(crashed.acquire("openai", 0, 2, milliseconds(300)).kind, SharedLimiter::Decision::Kind::Granted);
     EXPECT_EQ(crashed.acquire("openai", 0, 2, milliseconds(300)).kind, SharedLimiter::Decision::Kind::Wait);
   }
   const auto t0 = Clock::now();
@@ -248,6 +247,20 @@ TEST(SharedLimits, SlotsOfACrashedReplicaComeBackWhenTheirLeasesExpire) {
   EXPECT_GE(waited, milliseconds(1000));
   EXPECT_LT(waited, milliseconds(2500));
   EXPECT_GT(client.stats()["openai"].shared_waits, 0u);
+}
+
+TEST(SharedLimits, AnIdleClientStillSeesRedisGoAndComeBack) {
+  // No calls: the mode (stats, gauge) follows Redis through the idle PING.
+  testing::RedisServer redis;
+  harness::ProviderSim sim({"--time-scale", "0"});
+  OutboundClient client(provider(sim, 4, 0), shared(redis.url()));
+  auto mode = [&] { return client.stats()["openai"].shared_limit; };
+  EXPECT_EQ(mode(), "redis");
+  redis.kill();
+  EXPECT_TRUE(eventually([&] { return mode() == "local share"; }, std::chrono::milliseconds(2500)));
+  EXPECT_NE(client.stats()["openai"].shared_limit_reason.find("PING"), std::string::npos) << client.stats()["openai"].shared_limit_reason;
+  redis.start();
+  EXPECT_TRUE(eventually([&] { return mode() == "redis"; }, std::chrono::milliseconds(2500)));
 }
 
 TEST(SharedLimits, LocalShareRoundsUpToAtLeastOne) {
