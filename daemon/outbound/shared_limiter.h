@@ -1,13 +1,17 @@
 // Provider limits shared by the replicas that call one provider account, kept in Redis
 // (config: shared_limits, docs/configuration.md). The outbound client asks acquire() before it
-// starts a call its local limits allow; one atomic Lua script (EVALSHA) per acquisition checks and
-// takes, for the provider:
+// starts calls its local limits allow; one atomic Lua script (EVALSHA) per acquisition (for up to
+// `wanted` calls at once, the first that fit granted, in order) checks and takes, per call:
 //   - requests per minute: GCRA with the local bucket's shape (bursts up to requests_per_minute,
 //     requests_per_minute sustained per minute), Redis' clock (TIME), so replicas' clocks don't matter;
 //   - in flight: a ZSET of leases scored by their expiry (now + the call's timeout + 1 s). release()
 //     removes a lease when its call completes; a replica that crashed leaves leases that the script
 //     drops once they expire, so its slots come back after at most one call timeout.
 // Keys: pipelined:{<provider>}:rate and pipelined:{<provider>}:inflight (one hash slot per provider).
+//
+// A slot held elsewhere frees without notice: a "wait" for a slot is at most 10 ms (polling).
+// Calls started while down hold no lease: for as long as they run after Redis is back, the provider
+// can see them on top of the shared max_in_flight.
 //
 // Redis unreachable (connect refused, timeout, error reply): up() turns false at once, with a reason,
 // and the caller falls back to local limits of ceil(limit / expected_replicas) (local_share()). While
