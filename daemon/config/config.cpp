@@ -42,6 +42,45 @@ std::string ConfigError::to_string() const {
   return out.str();
 }
 
+std::string parse_redis_url(const std::string& url, SharedLimitsConfig& out) {
+  constexpr std::string_view kScheme = "redis://";
+  if (url.rfind(kScheme, 0) != 0) return "expected redis://[:password@]host[:port][/db], got '" + url + "'";
+  std::string rest = url.substr(kScheme.size());
+  if (const auto at = rest.rfind('@'); at != std::string::npos) {
+    const std::string user_info = rest.substr(0, at);
+    const auto colon = user_info.find(':');
+    out.password = colon == std::string::npos ? user_info : user_info.substr(colon + 1);
+    rest = rest.substr(at + 1);
+  }
+  std::string db;
+  if (const auto slash = rest.find('/'); slash != std::string::npos) {
+    db = rest.substr(slash + 1);
+    rest = rest.substr(0, slash);
+  }
+  auto number = [](const std::string& s, int lo, int hi, int& v) {
+    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 9) return false;
+    v = std::stoi(s);
+    return v >= lo && v <= hi;
+  };
+  out.port = 6379;
+  std::optional<std::string> port;  // set when the URL has ":port"
+  if (!rest.empty() && rest[0] == '[') {  // [IPv6]:port
+    const auto close = rest.find(']');
+    if (close == std::string::npos || (close + 1 < rest.size() && rest[close + 1] != ':')) return "bad IPv6 host in '" + url + "'";
+    if (close + 1 < rest.size()) port = rest.substr(close + 2);
+    rest = rest.substr(1, close - 1);
+  } else if (const auto colon = rest.rfind(':'); colon != std::string::npos) {
+    port = rest.substr(colon + 1);
+    rest = rest.substr(0, colon);
+  }
+  if (port && !number(*port, 1, 65535, out.port)) return "bad port in '" + url + "'";
+  if (rest.empty()) return "no host in '" + url + "'";
+  out.host = rest;
+  out.db = 0;
+  if (!db.empty() && !number(db, 0, 1 << 20, out.db)) return "bad database number in '" + url + "'";
+  return "";
+}
+
 namespace {
 
 using detail::Fields;
@@ -377,6 +416,17 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
                         r.read(fn, fk, ignored);
                         spdlog::warn("{}: ignored: after a crash a rollout always waits at 0 % for `pipectl resume`", fk);
                       }}});
+       }},
+      {"shared_limits", [&](auto& n, auto& k) {
+         auto& sl = c.shared_limits;
+         r.read_map(n, k,
+                    {{"redis", [&](auto& fn, auto& fk) {
+                        r.read(fn, fk, sl.redis);
+                        if (sl.redis.empty()) return;
+                        if (const std::string e = parse_redis_url(sl.redis, sl); !e.empty()) r.error(fn, fk, e);
+                      }},
+                     {"expected_replicas", [&](auto& fn, auto& fk) { r.read_int(fn, fk, sl.expected_replicas, 1, 10000); }},
+                     {"timeout_ms", [&](auto& fn, auto& fk) { r.read_millis(fn, fk, sl.timeout, 1); }}});
        }},
       {"pipelines", [&](auto& n, auto& k) {
          if (!n.IsMap()) return r.error(n, k, "expected a map of pipelines");

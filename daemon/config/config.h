@@ -171,6 +171,25 @@ struct ReplicaConfig {
   Millis timeout{5000};            // a replica not seen for this long is not waited for, shown as lost
 };
 
+// Provider limits shared by the replicas that call one provider account (docs/configuration.md,
+// "shared_limits"): each call asks Redis first (daemon/outbound/shared_limiter.h). Read at start; a
+// reload does not change it.
+struct SharedLimitsConfig {
+  std::string redis;  // "redis://[:password@]host[:port][/db]"; empty: limits are per daemon
+  // Parsed from `redis` by the config reader.
+  std::string host;
+  int port = 6379;
+  int db = 0;
+  std::string password;
+  int expected_replicas = 1;  // Redis unreachable: each replica uses ceil(limit / expected_replicas)
+  Millis timeout{50};         // per Redis call (and connect)
+
+  bool enabled() const { return !redis.empty(); }
+};
+
+// Splits "redis://[:password@]host[:port][/db]" into `out`; returns an error message, or "" when it parses.
+std::string parse_redis_url(const std::string& url, SharedLimitsConfig& out);
+
 struct Config {
   std::string source_path;  // file it was read from
   ServerConfig server;
@@ -185,6 +204,7 @@ struct Config {
   RolloutConfig rollout;
   MetricsConfig metrics;
   ReplicaConfig replica;
+  SharedLimitsConfig shared_limits;
 
   const PipelineConfig* pipeline(const std::string& name) const;
 };

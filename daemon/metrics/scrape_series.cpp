@@ -89,6 +89,16 @@ void collect_outbound(const std::map<std::string, outbound::ProviderStats>& stat
   }
   out.family("pipelined_outbound_in_flight", "gauge", "Outbound provider calls in flight, by provider.");
   for (const auto& [provider, st] : stats) out.sample("pipelined_outbound_in_flight", {{"provider", provider}}, st.in_flight);
+  // Only with shared_limits configured: 0 means Redis is unreachable and the replica keeps a local share.
+  bool shared = false;
+  for (const auto& [provider, st] : stats) shared = shared || st.shared_limit != "off";
+  if (!shared) return;
+  out.family("pipelined_provider_shared_limit_up", "gauge",
+             "1 while the provider's limits are shared across replicas in Redis, 0 while this replica keeps limit / expected_replicas "
+             "locally (Redis unreachable).");
+  for (const auto& [provider, st] : stats)
+    if (st.shared_limit != "off")
+      out.sample("pipelined_provider_shared_limit_up", {{"provider", provider}}, st.shared_limit == "redis" ? 1 : 0);
 }
 
 }  // namespace pipelined::metrics

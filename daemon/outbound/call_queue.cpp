@@ -13,6 +13,12 @@ void CallQueue::push(Call* call, Clock::time_point request_arrived, std::uint64_
   deadlines_.emplace(deadline, k);
 }
 
+std::vector<Call*> CallQueue::first(std::size_t n) const {
+  std::vector<Call*> out;
+  for (auto it = waiting_.begin(); it != waiting_.end() && out.size() < n; ++it) out.push_back(it->second.call);
+  return out;
+}
+
 Call* CallQueue::pop_front() {
   if (waiting_.empty()) return nullptr;
   auto it = waiting_.begin();

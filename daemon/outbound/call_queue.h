@@ -31,6 +31,8 @@ class CallQueue {
   void push(Call* call, Clock::time_point request_arrived, std::uint64_t seq, Clock::time_point deadline);
   bool empty() const { return waiting_.empty(); }
   std::size_t size() const { return waiting_.size(); }
+  // The first `n` calls (fewer when fewer wait), in the order pop_front() would return them.
+  std::vector<Call*> first(std::size_t n) const;
   Call* pop_front();
   // Removes and returns the calls whose deadline is at or before `now`, earliest deadline first.
   std::vector<Call*> pop_expired(Clock::time_point now);

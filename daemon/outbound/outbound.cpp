@@ -1,5 +1,6 @@
 #include "daemon/outbound/outbound.h"
 #include "daemon/outbound/call_queue.h"
+#include "daemon/outbound/shared_limiter.h"
 
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>
@@ -59,6 +60,9 @@ std::string join_url(const std::string& base, const std::string& path) {
 
 struct Call;
 
+// The most calls of one provider one Redis round trip asks for (shared limits).
+constexpr std::size_t kMaxSharedBatch = 64;
+
 struct ProviderState {
   config::ProviderConfig config;
   int in_flight = 0;
@@ -66,24 +70,33 @@ struct ProviderState {
   Clock::time_point refilled = Clock::now();
   CallQueue queue;  // admitted, waiting for a slot or a token
   ProviderStats stats;
+  // Shared limits: 1 while they hold (or are off); expected_replicas while Redis is unreachable, when
+  // this replica keeps ceil(limit / replicas) of each limit locally.
+  int replicas = 1;
+  Clock::time_point shared_retry_at{};  // Redis said "retry after": the front call waits until then
+
+  int max_in_flight() const { return SharedLimiter::local_share(config.max_in_flight, replicas); }
+  double rpm() const {
+    return replicas == 1 ? config.requests_per_minute : SharedLimiter::local_share(config.requests_per_minute, replicas);
+  }
 
   // A minute's allowance, refilled continuously, as providers describe their own per-minute limits:
   // bursts up to requests_per_minute, sustained requests_per_minute per minute.
-  double capacity() const { return std::max(1.0, config.requests_per_minute); }
+  double capacity() const { return std::max(1.0, rpm()); }
   void refill(Clock::time_point now) {
-    if (config.requests_per_minute <= 0) return;
-    tokens = std::min(capacity(), tokens + std::chrono::duration<double>(now - refilled).count() * config.requests_per_minute / 60.0);
+    if (rpm() <= 0) return;
+    tokens = std::min(capacity(), tokens + std::chrono::duration<double>(now - refilled).count() * rpm() / 60.0);
     refilled = now;
   }
   bool can_start(Clock::time_point now) {
-    if (in_flight >= config.max_in_flight) return false;
+    if (in_flight >= max_in_flight()) return false;
     refill(now);
-    return config.requests_per_minute <= 0 || tokens >= 1.0;
+    return rpm() <= 0 || tokens >= 1.0;
   }
   // When a token will be there; only meaningful when the bucket is empty.
   Clock::time_point next_token() const {
     const double missing = 1.0 - tokens;
-    return refilled + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(missing * 60.0 / config.requests_per_minute));
+    return refilled + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(missing * 60.0 / rpm()));
   }
 };
 
@@ -96,6 +109,7 @@ struct Call {
   int attempts = 0;
   Clock::time_point not_before{};
   CURL* easy = nullptr;
+  std::string lease;  // the shared in-flight slot this attempt holds in Redis ("" when none)
   curl_slist* headers = nullptr;
   std::string body_in;
   std::string retry_after;
@@ -117,13 +131,19 @@ struct OutboundClient::Impl {
   std::multimap<Clock::time_point, Call*> backoff;  // retries waiting for their time
   std::mt19937_64 rng{std::random_device{}()};
   int running = 0;
+  std::unique_ptr<SharedLimiter> limiter;  // null: shared_limits off
+  bool shared_up = false;                  // the limiter's state providers were last told of
 
-  Impl() {
+  explicit Impl(const config::SharedLimitsConfig& shared) {
     static CurlGlobal global;
     multi = curl_multi_init();
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 64L);
     unlimited.config.max_in_flight = 1 << 20;
     unlimited.config.name = "";
+    if (shared.enabled()) {
+      limiter = std::make_unique<SharedLimiter>(shared);
+      shared_up = !limiter->up();  // so that sync_shared_mode() sets every provider
+    }
   }
 
   ~Impl() {
@@ -141,6 +161,34 @@ struct OutboundClient::Impl {
       p->config = cfg;
       p->queue.set_order(cfg.queue_order);
     }
+    if (limiter) {
+      shared_up = !limiter->up();
+      sync_shared_mode();
+    }
+  }
+
+  // After the limiter went down or came back: each provider's local limits and stats follow.
+  void sync_shared_mode() {
+    if (!limiter || limiter->up() == shared_up) return;
+    shared_up = limiter->up();
+    std::lock_guard lock(mu);
+    for (auto& [name, p] : providers) {
+      p->replicas = shared_up ? 1 : limiter->expected_replicas();
+      p->tokens = std::min(p->tokens, p->capacity());
+      p->shared_retry_at = {};
+      p->stats.shared_limit = shared_up ? "redis" : "local share";
+      p->stats.shared_limit_reason = shared_up ? ""
+                                               : "Redis unreachable (" + limiter->reason() + "): limits / " +
+                                                     std::to_string(limiter->expected_replicas()) + " locally";
+    }
+  }
+
+  // How long an attempt started now may take: its curl timeout (start()).
+  static milliseconds attempt_timeout(const Call& call, Clock::time_point now) {
+    const Request& r = call.request;
+    const milliseconds attempt = r.timeout.count() > 0 ? r.timeout : call.provider->config.timeout;
+    const auto left = std::chrono::duration_cast<milliseconds>(r.deadline - now);
+    return milliseconds(std::max<long long>(1, std::min(attempt.count(), left.count())));
   }
 
   static void finish(Call* call, Response response) {
@@ -201,8 +249,6 @@ struct OutboundClient::Impl {
     }
     if (!r.body.empty()) call->headers = curl_slist_append(call->headers, "Content-Type: application/json");
     call->headers = curl_slist_append(call->headers, "Expect:");  // no 100-continue round trip
-    const milliseconds attempt = r.timeout.count() > 0 ? r.timeout : p.timeout;
-    const auto left = std::chrono::duration_cast<milliseconds>(r.deadline - now);
     curl_easy_setopt(e, CURLOPT_URL, url.c_str());
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
     if (r.method == "POST" || !r.body.empty()) {
@@ -210,7 +256,7 @@ struct OutboundClient::Impl {
       curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<long long>(1, std::min(attempt.count(), left.count()))));
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(attempt_timeout(*call, now).count()));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::on_body);
@@ -227,7 +273,7 @@ struct OutboundClient::Impl {
     ProviderState& ps = *call->provider;
     {
       std::lock_guard lock(mu);
-      if (ps.config.requests_per_minute > 0) ps.tokens -= 1.0;
+      if (ps.rpm() > 0) ps.tokens -= 1.0;
       ++ps.in_flight;
       ++ps.stats.requests;
       ps.stats.in_flight = ps.in_flight;
@@ -247,6 +293,11 @@ struct OutboundClient::Impl {
     curl_slist_free_all(call->headers);
     call->headers = nullptr;
     --running;
+    if (!call->lease.empty()) {
+      limiter->release(call->provider->config.name, call->lease);
+      call->lease.clear();
+      sync_shared_mode();
+    }
     std::lock_guard lock(mu);
     --call->provider->in_flight;
     call->provider->stats.in_flight = call->provider->in_flight;
@@ -327,15 +378,53 @@ struct OutboundClient::Impl {
       enqueue(c);  // a retry keeps its place: same request age, same seq
     }
     if (!backoff.empty()) next = std::min(next, backoff.begin()->first);
+    if (limiter) {
+      limiter->maintain(now);
+      sync_shared_mode();
+    }
     auto serve = [&](ProviderState& p) {
       for (Call* c : p.queue.pop_expired(now))
         fail(c, PL_ERR_TIMEOUT, "request deadline passed while queued for provider '" + c->request.provider + "'");
       while (!p.queue.empty()) {
         if (!p.can_start(now)) {
-          if (p.in_flight < p.config.max_in_flight) next = std::min(next, p.next_token());
+          if (p.in_flight < p.max_in_flight()) next = std::min(next, p.next_token());
           break;
         }
-        start(p.queue.pop_front(), now);
+        if (!limiter || !limiter->up() || &p == &unlimited) {
+          start(p.queue.pop_front(), now);
+          continue;
+        }
+        // The local limits allow it: ask Redis for the replicas' shared ones, for as many of the
+        // first calls as the local limits allow now (one round trip). A "retry after" keeps the rest
+        // in their places until then; Redis failing turns the limiter down, and the loop goes round
+        // again on the local share.
+        if (now < p.shared_retry_at) {
+          next = std::min(next, p.shared_retry_at);
+          break;
+        }
+        std::size_t room = static_cast<std::size_t>(p.max_in_flight() - p.in_flight);
+        if (p.rpm() > 0) room = std::min(room, static_cast<std::size_t>(p.tokens));
+        const std::vector<Call*> batch = p.queue.first(std::clamp<std::size_t>(room, 1, kMaxSharedBatch));
+        milliseconds lease_for{1};
+        for (const Call* c : batch) lease_for = std::max(lease_for, attempt_timeout(*c, now));
+        auto d = limiter->acquire(p.config.name, p.config.requests_per_minute, p.config.max_in_flight, lease_for,
+                                  static_cast<int>(batch.size()));
+        if (d.kind == SharedLimiter::Decision::Kind::Unavailable) {
+          sync_shared_mode();
+          continue;
+        }
+        for (std::string& lease : d.leases) {
+          Call* c = p.queue.pop_front();
+          c->lease = std::move(lease);
+          start(c, now);
+        }
+        if (d.leases.size() < batch.size()) {
+          p.shared_retry_at = now + d.retry_after;
+          next = std::min(next, p.shared_retry_at);
+          std::lock_guard lock(mu);
+          ++p.stats.shared_waits;
+          break;
+        }
       }
       next = std::min(next, p.queue.earliest_deadline());
     };
@@ -391,7 +480,8 @@ struct OutboundClient::Impl {
   }
 };
 
-OutboundClient::OutboundClient(const std::map<std::string, config::ProviderConfig>& providers) : impl_(std::make_unique<Impl>()) {
+OutboundClient::OutboundClient(const std::map<std::string, config::ProviderConfig>& providers, const config::SharedLimitsConfig& shared)
+    : impl_(std::make_unique<Impl>(shared)) {
   impl_->set_providers(providers);
   impl_->io = std::thread([this] { impl_->loop(); });
 }

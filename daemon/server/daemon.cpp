@@ -82,7 +82,7 @@ struct Daemon::Impl {
     install_crash_marker(marker);
 
     rollout = std::make_unique<rollout::RolloutController>(rollout_settings(*config));
-    outbound = std::make_unique<outbound::OutboundClient>(config->providers);
+    outbound = std::make_unique<outbound::OutboundClient>(config->providers, config->shared_limits);
     pool = std::make_unique<pool::WorkerPool>(config->worker_threads);
     engine = std::make_unique<engine::Engine>(*pool, outbound.get());
     plugins = std::make_unique<plugin_host::PluginHost>(engine->services());

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -187,6 +189,43 @@ TEST(Config, ProviderQueueOrder) {
   auto e = only_error(std::string(kValid) + provider + "    queue_order: fifo\n");
   EXPECT_EQ(e.key, "providers.a.queue_order");
   EXPECT_NE(e.message.find("expected 'request' or 'arrival'"), std::string::npos) << e.to_string();
+}
+
+TEST(Config, SharedLimits) {
+  auto absent = load_string(kValid);
+  ASSERT_TRUE(absent.errors.empty()) << absent.errors.front().to_string();
+  EXPECT_FALSE(absent.config->shared_limits.enabled());
+  auto set =
+      load_string(std::string(kValid) + "shared_limits:\n  redis: redis://:pw@10.0.0.5:6380/2\n  expected_replicas: 3\n  timeout_ms: 20\n");
+  ASSERT_TRUE(set.errors.empty()) << set.errors.front().to_string();
+  const SharedLimitsConfig& sl = set.config->shared_limits;
+  EXPECT_TRUE(sl.enabled());
+  EXPECT_EQ(sl.host, "10.0.0.5");
+  EXPECT_EQ(sl.port, 6380);
+  EXPECT_EQ(sl.db, 2);
+  EXPECT_EQ(sl.password, "pw");
+  EXPECT_EQ(sl.expected_replicas, 3);
+  EXPECT_EQ(sl.timeout, Millis(20));
+  auto defaults = load_string(std::string(kValid) + "shared_limits:\n  redis: redis://localhost\n");
+  ASSERT_TRUE(defaults.errors.empty()) << defaults.errors.front().to_string();
+  EXPECT_EQ(defaults.config->shared_limits.port, 6379);
+  EXPECT_EQ(defaults.config->shared_limits.db, 0);
+  EXPECT_EQ(defaults.config->shared_limits.expected_replicas, 1);
+  auto e = only_error(std::string(kValid) + "shared_limits:\n  redis: http://127.0.0.1:6379\n");
+  EXPECT_EQ(e.key, "shared_limits.redis");
+  EXPECT_EQ(e.line, std::count(kValid, kValid + std::strlen(kValid), '\n') + 2);  // the line of `redis:`
+  e = only_error(std::string(kValid) + "shared_limits:\n  redis: redis://127.0.0.1:99999/0\n");
+  EXPECT_NE(e.message.find("bad port"), std::string::npos) << e.to_string();
+  SharedLimitsConfig v6;
+  EXPECT_EQ(parse_redis_url("redis://[::1]:6390", v6), "");
+  EXPECT_EQ(v6.host, "::1");
+  EXPECT_EQ(v6.port, 6390);
+  EXPECT_NE(parse_redis_url("redis://host:", v6), "");
+  EXPECT_NE(parse_redis_url("redis://:pw@", v6), "");
+  e = only_error(std::string(kValid) + "shared_limits:\n  expected_replicas: 0\n");
+  EXPECT_EQ(e.key, "shared_limits.expected_replicas");
+  e = only_error(std::string(kValid) + "shared_limits:\n  redis_url: redis://x\n");
+  EXPECT_NE(e.message.find("redis_url"), std::string::npos) << e.to_string();
 }
 
 TEST(Config, TcpAdminNeedsTokenAndLoopback) {

@@ -121,5 +121,19 @@ TEST(ScrapeSeries, ProcessAndOutbound) {
                           R"(pipelined_outbound_in_flight{provider="ocr"} 1)", "# TYPE pipelined_outbound_rate_limited_total counter"});
 }
 
+TEST(ScrapeSeries, SharedLimitUpOnlyWhenConfigured) {
+  std::map<std::string, outbound::ProviderStats> stats;
+  stats["ocr"].requests = 1;
+  Scrape off;
+  collect_outbound(stats, off);
+  EXPECT_EQ(off.text.find("pipelined_provider_shared_limit_up"), std::string::npos) << off.text;
+  stats["ocr"].shared_limit = "redis";
+  stats["llm"].shared_limit = "local share";
+  Scrape on;
+  collect_outbound(stats, on);
+  expect_lines(on.text, {R"(pipelined_provider_shared_limit_up{provider="ocr"} 1)",
+                         R"(pipelined_provider_shared_limit_up{provider="llm"} 0)", "# TYPE pipelined_provider_shared_limit_up gauge"});
+}
+
 }  // namespace
 }  // namespace pipelined::metrics

@@ -9,6 +9,7 @@
 #include <regex>
 
 #include "tests/notify/notify_socket.h"
+#include "tests/outbound/redis_server.h"
 #include "tests/server/daemon_process.h"
 
 namespace pipelined::testing {
@@ -123,6 +124,32 @@ TEST_F(ObservabilityTest, MetricsCountRequestsStagesAndRollout) {
   HttpClient metrics(daemon_->metrics_port());
   EXPECT_EQ(metrics.request(http::verb::get, "/admin/status").result_int(), 404);
   EXPECT_EQ(metrics.request(http::verb::post, "/metrics", "{}").result_int(), 405);
+}
+
+TEST_F(ObservabilityTest, SharedLimitGaugeFollowsRedis) {
+  // shared_limits on: pipelined_provider_shared_limit_up is 1 while Redis answers, 0 within a couple of
+  // seconds of it going away (the idle PING; no calls are made), 1 again when it is back.
+  RedisServer redis;
+  write_file(dir_ / "pipelined.yaml", small_config(dir_) +
+                                          "providers:\n  sim: { base_url: http://127.0.0.1:1/v1, max_in_flight: 6 }\n"
+                                          "shared_limits:\n  redis: " +
+                                          redis.url() + "\n  expected_replicas: 3\n");
+  start();
+  const std::string up = R"(pipelined_provider_shared_limit_up{provider="sim"})";
+  auto wait_for = [&](double value) {
+    std::string text;
+    for (int i = 0; i < 300 && sample(text = scrape(), up) != value; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return text;
+  };
+  std::string text = wait_for(1);
+  EXPECT_EQ(sample(text, up), 1) << text;
+  EXPECT_NE(text.find("# TYPE pipelined_provider_shared_limit_up gauge"), std::string::npos);
+  redis.kill();
+  text = wait_for(0);
+  EXPECT_EQ(sample(text, up), 0) << text;
+  redis.start();
+  text = wait_for(1);
+  EXPECT_EQ(sample(text, up), 1) << text;
 }
 
 TEST_F(ObservabilityTest, PromtoolAcceptsTheScrape) {
