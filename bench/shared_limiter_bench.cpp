@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/outbound/redis_server.h"
+#include "tests/common/redis_server.h"
 #include "tests/pipelines/harness.h"
 
 using namespace pipelined;

@@ -9,7 +9,7 @@
 #include <memory>
 #include <vector>
 
-#include "tests/outbound/redis_server.h"
+#include "tests/common/redis_server.h"
 #include "tests/pipelines/harness.h"
 
 namespace pipelined::outbound {

@@ -77,7 +77,6 @@ class Nginx {
     return ok;
   }
 
-
   std::filesystem::path dir_;
   int port_ = 0;
   pid_t pid_ = -1;

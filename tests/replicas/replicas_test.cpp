@@ -1,8 +1,9 @@
 // Three pipelined daemons behind nginx on loopback, sharing one PostgreSQL (a private server,
 // tests/common/postgres_server.h), as an operator runs replicas (docs/scaling.md): one rollout
 // state for all, a change on any in effect on every one within a second, one guardrail decision per
-// event, and neither a replica killed with SIGKILL nor the database going away under load fails a
-// user request or loses more than the killed replica's unwritten rows.
+// event, a provider's rate limit held across the replicas through Redis, and neither a replica
+// killed with SIGKILL nor the database going away under load fails a user request or loses more
+// than the killed replica's unwritten rows.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 
 #include "tests/admin_cli/run_pipectl.h"
 #include "tests/common/postgres_server.h"
+#include "tests/common/redis_server.h"
 #include "tests/replicas/nginx.h"
 #include "tests/server/daemon_process.h"
 
@@ -23,9 +25,49 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+// provider-sim (answering at once), to count what the replicas send a provider.
+class ProviderSim {
+ public:
+  ProviderSim() {
+    const std::string binary = std::string(PIPELINED_BINARY_DIR) + "/provider-sim/provider-sim";
+    int out[2];
+    if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&actions, out[0]);
+    const char* argv[] = {binary.c_str(), "--port", "0", "--time-scale", "0", nullptr};
+    if (posix_spawn(&pid_, binary.c_str(), &actions, nullptr, const_cast<char**>(argv), environ) != 0)
+      throw std::runtime_error("cannot start " + binary);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(out[1]);
+    stdout_ = ::fdopen(out[0], "r");
+    char line[256] = {};
+    if (std::fgets(line, sizeof line, stdout_) == nullptr) throw std::runtime_error("provider-sim did not start");
+    const std::string l = line;  // "listening on 127.0.0.1:PORT"
+    port_ = std::stoi(l.substr(l.rfind(':') + 1));
+  }
+  ~ProviderSim() {
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+    std::fclose(stdout_);
+  }
+  int port() const { return port_; }
+  json stats() const {
+    HttpClient client(static_cast<unsigned short>(port_));
+    return json::parse(client.request(http::verb::get, "/_sim/stats").body());
+  }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* stdout_ = nullptr;
+  int port_ = 0;
+};
+
 class ReplicasTest : public ::testing::Test {
  protected:
   static constexpr int kReplicas = 3;
+  static constexpr int kProviderRpm = 300;  // the account's limit, for all replicas together
 
   void SetUp() override {
     std::filesystem::create_directories(dir_ / "plugins");
@@ -39,22 +81,31 @@ class ReplicasTest : public ::testing::Test {
   // Replica i: its own state directory and admin socket, the shared database.
   void start_replica(int i) {
     const std::string name = "r" + std::to_string(i);
-    write_file(dir_ / (name + ".yaml"),
-               "server:\n  listen: 127.0.0.1:0\n  drain_timeout_ms: 2000\nworker_threads: 4\nplugin_directory: " + dir_ / "plugins" +
-                   "\nstate_directory: " + dir_ / name + "\nmetrics:\n  database: " + pg_.url() +
-                   "\n  flush_interval_ms: 50\n"
-                   "replica:\n  id: " +
-                   name +
-                   "\n  poll_ms: 250\n"
-                   "rollout:\n  sticky_key: header:X-User-Id\n  guardrail_interval_ms: 200\n"
-                   "pipelines:\n"
-                   "  p: { stages: { echo: { variants: { serial: { plugin: test_echo }, parallel: { plugin: test_echo_parallel } },"
-                   " stable: serial, candidate: parallel } } }\n"
-                   "  q: { stages: { echo: { variants: { serial: { plugin: test_echo }, parallel: { plugin: test_fail_parallel } },"
-                   " stable: serial, candidate: parallel } } }\n"
-                   "endpoints:\n"
-                   "  - { method: POST, path: /p, pipeline: p, request: { format: json }, response: { out: $stages.echo } }\n"
-                   "  - { method: POST, path: /q, pipeline: q, request: { format: json }, response: { out: $stages.echo } }\n");
+    write_file(
+        dir_ / (name + ".yaml"),
+        "server:\n  listen: 127.0.0.1:0\n  drain_timeout_ms: 2000\nworker_threads: 4\nplugin_directory: " + dir_ / "plugins" +
+            "\nstate_directory: " + dir_ / name + "\nmetrics:\n  database: " + pg_.url() +
+            "\n  flush_interval_ms: 50\n"
+            "replica:\n  id: " +
+            name +
+            "\n  poll_ms: 250\n"
+            "rollout:\n  sticky_key: header:X-User-Id\n  guardrail_interval_ms: 200\n"
+            "providers:\n  sim: { base_url: 'http://127.0.0.1:" +
+            std::to_string(sim_.port()) + "/v1', api_key: k, max_in_flight: 8, requests_per_minute: " + std::to_string(kProviderRpm) +
+            " }\n"
+            "shared_limits: { redis: 'redis://127.0.0.1:" +
+            std::to_string(redis_.port()) +
+            "/0', expected_replicas: 3 }\n"
+            "pipelines:\n"
+            "  p: { stages: { echo: { variants: { serial: { plugin: test_echo }, parallel: { plugin: test_echo_parallel } },"
+            " stable: serial, candidate: parallel } } }\n"
+            "  q: { stages: { echo: { variants: { serial: { plugin: test_echo }, parallel: { plugin: test_fail_parallel } },"
+            " stable: serial, candidate: parallel } } }\n"
+            "  r: { stages: { echo: { variants: { serial: { plugin: test_echo, config: { call_provider: sim } } }, stable: serial } } }\n"
+            "endpoints:\n"
+            "  - { method: POST, path: /p, pipeline: p, request: { format: json }, response: { out: $stages.echo } }\n"
+            "  - { method: POST, path: /q, pipeline: q, request: { format: json }, response: { out: $stages.echo } }\n"
+            "  - { method: POST, path: /r, pipeline: r, request: { format: json }, response: { out: $stages.echo } }\n");
     daemons_.push_back(std::make_unique<DaemonProcess>(dir_ / (name + ".yaml")));
   }
 
@@ -104,6 +155,8 @@ class ReplicasTest : public ::testing::Test {
   }
 
   PostgresServer pg_;
+  RedisServer redis_;
+  ProviderSim sim_;
   TempDir dir_;
   std::vector<std::unique_ptr<DaemonProcess>> daemons_;
   std::unique_ptr<Nginx> nginx_;
@@ -223,6 +276,27 @@ TEST_F(ReplicasTest, AKilledReplicaAndADatabaseRestartFailNoUserRequest) {
   EXPECT_GE(rows, load.ok.load() - bound) << "answered " << load.ok << ", " << answered_at_kill << " of them before the kill";
   std::printf("answered %d (none failed), %d rows; %d lost with the killed replica (bound %d)\n", load.ok.load(), rows,
               load.ok.load() - rows, bound);
+}
+
+TEST_F(ReplicasTest, AProviderRateLimitHoldsAcrossReplicas) {
+  // Six users through nginx call the provider as fast as the limit lets them. Each replica alone
+  // would allow the whole limit (a burst of kProviderRpm, then kProviderRpm a minute); together,
+  // through Redis, they stay within it.
+  Load load;
+  const auto began = Clock::now();
+  run_load(load, 6, "/r");
+  std::this_thread::sleep_for(milliseconds(4000));
+  finish(load);
+  const double minutes = std::chrono::duration<double>(Clock::now() - began).count() / 60;
+  EXPECT_EQ(load.failed, 0) << load.last_failure;
+  const json endpoints = sim_.stats()["endpoints"];
+  long served = 0;
+  for (const auto& [name, e] : endpoints.items()) served += e.value("served", 0L) + e.value("rate_limited", 0L);
+  const double allowed = kProviderRpm * (1 + minutes);
+  EXPECT_LE(served, allowed * 1.02) << endpoints.dump();
+  EXPECT_GT(served, kProviderRpm * 0.9) << "the load did not reach the limit: the test shows nothing";
+  EXPECT_EQ(load.ok, served);  // every user request made one provider call
+  std::printf("provider requests: %ld in %.1f s across 3 replicas; the account allows %.0f\n", served, minutes * 60, allowed);
 }
 
 }  // namespace

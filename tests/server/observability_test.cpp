@@ -9,7 +9,7 @@
 #include <regex>
 
 #include "tests/notify/notify_socket.h"
-#include "tests/outbound/redis_server.h"
+#include "tests/common/redis_server.h"
 #include "tests/server/daemon_process.h"
 
 namespace pipelined::testing {

@@ -17,13 +17,15 @@
 #include <thread>
 #include <vector>
 
+#include "tests/common/free_port.h"
+
 namespace pipelined::testing {
 
 class RedisServer {
  public:
   static constexpr const char* kBinary = "/usr/bin/redis-server";
 
-  RedisServer() : port_(free_port()) {
+  RedisServer() : port_(free_loopback_port()) {
     char dir_template[] = "/tmp/pipelined-redis-XXXXXX";
     if (mkdtemp(dir_template) == nullptr) throw std::runtime_error("mkdtemp failed");
     dir_ = dir_template;
@@ -71,20 +73,6 @@ class RedisServer {
   }
 
  private:
-  static int free_port() {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      close(fd);
-      throw std::runtime_error("no free port");
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-  }
-
   bool accepts() const {
     const int fd = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
