@@ -41,12 +41,13 @@ void RolloutController::Impl::heartbeat() {
   }
   try {
     const bool lease = store->hold_lease();
-    if (lease != deciding.exchange(lease))
+    if (lease != deciding.exchange(lease) && (lease || heartbeats > 0))
       spdlog::info("replica {}: {}", settings->replica_id,
                    lease ? "took the lease: this replica decides guardrails and steps" : "lost the lease: another replica decides");
     store->heartbeat({settings->replica_id, settings->replica_host, static_cast<std::int64_t>(::getpid()), started_ms, now,
                       plugin_generation(), lease, complete});
     auto rows = store->replicas();
+    ++heartbeats;
     std::lock_guard lock(replicas_mu);
     replicas = std::move(rows);
   } catch (const std::exception& e) {

@@ -183,7 +183,9 @@ std::unique_ptr<ChangeListener> MetricsStore::listen() {
 
 void MetricsStore::delete_before(std::int64_t cutoff_ms) {
   std::lock_guard lock(mu_);
-  db_->query("DELETE FROM requests WHERE time_ms < ?", {cutoff_ms});  // stage_runs cascade
+  // Stage runs first: SQLite's foreign key would cascade, PostgreSQL's schema has none (postgresql_dialect).
+  db_->query("DELETE FROM stage_runs WHERE request IN (SELECT id FROM requests WHERE time_ms < ?)", {cutoff_ms});
+  db_->query("DELETE FROM requests WHERE time_ms < ?", {cutoff_ms});
   db_->query("DELETE FROM shadow_results WHERE time_ms < ?", {cutoff_ms});
 }
 
