@@ -246,7 +246,7 @@ TEST_F(ReplicasTest, AKilledReplicaAndADatabaseRestartFailNoUserRequest) {
   std::this_thread::sleep_for(milliseconds(1500));
   finish(load);
   EXPECT_EQ(load.failed, 0) << load.last_failure;
-  EXPECT_GT(load.ok, 100);
+  EXPECT_GT(load.ok, 100) << load.last_failure;
   EXPECT_TRUE(waiting.value("waiting_for_database", false)) << waiting.dump();
 
   // Replicas 1 and 3 wrote every row once the database was back; replica 2 lost at most what it
@@ -268,11 +268,14 @@ TEST_F(ReplicasTest, AKilledReplicaAndADatabaseRestartFailNoUserRequest) {
   EXPECT_EQ(m1["lost"], 0) << m1.dump();
   EXPECT_EQ(m3["lost"], 0) << m3.dump();
   const int rows = std::stoi(pg_.psql("SELECT COUNT(*) FROM requests"));
-  EXPECT_LE(rows, load.ok.load());
-  // Replica 2 served a third of the requests before the kill: what it had not written is at most
-  // about three flush intervals of its rate (the queue, and a batch being written).
+  // A request replica 2 had recorded but not answered when it was killed is answered by another
+  // replica too (nginx sends it on): a handful of rows more than answers, at most.
+  EXPECT_LE(rows, load.ok.load() + 10) << "answered " << load.ok;
+  // Replica 2 served a third of the requests before the kill: what it had not written is its queue
+  // and a batch being written, a few flush intervals (50 ms) of its rate; half a second of it bounds
+  // that with room for a machine busy with other tests.
   const double replica2_per_s = answered_at_kill / 3.0 / 1.5;
-  const int bound = std::max(30, static_cast<int>(replica2_per_s * 0.150));
+  const int bound = std::max(30, static_cast<int>(replica2_per_s * 0.5));
   EXPECT_GE(rows, load.ok.load() - bound) << "answered " << load.ok << ", " << answered_at_kill << " of them before the kill";
   std::printf("answered %d (none failed), %d rows; %d lost with the killed replica (bound %d)\n", load.ok.load(), rows,
               load.ok.load() - rows, bound);
