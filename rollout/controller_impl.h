@@ -57,6 +57,7 @@ struct RolloutController::Impl {
   // Replicas on a shared database (replica.cpp). With SQLite there is one replica: it decides.
   std::thread replica;
   std::atomic<bool> deciding{true};  // holds the lease: judges guardrails, takes steps, retention
+  bool warned_duplicate_id = false;  // the replica thread's
   long heartbeats = 0;              // written so far; the replica thread's (start() writes the first)
   std::function<std::int64_t()> plugin_generation = [] { return std::int64_t{0}; };  // set before start()
   std::int64_t started_ms = 0;

@@ -35,6 +35,17 @@ void RolloutController::Impl::heartbeat() {
       if (!starts.empty()) complete = std::min(complete, *starts.begin());
   }
   writer->flush();
+  {
+    // Two replicas configured with one id overwrite each other's heartbeat: say so, once.
+    std::lock_guard lock(replicas_mu);
+    for (const auto& r : replicas)
+      if (r.id == settings->replica_id && r.pid != static_cast<std::int64_t>(::getpid()) &&
+          now - r.seen_ms <= settings->replica_timeout.count() && r.started_ms != started_ms && !warned_duplicate_id) {
+        spdlog::error("replica {}: another process ({} pid {}) uses this replica id; give each replica its own replica.id", r.id, r.host,
+                      r.pid);
+        warned_duplicate_id = true;
+      }
+  }
   if (writer->counters().waiting) {  // the database is away: nothing to say, nothing to decide
     deciding = false;
     return;

@@ -37,7 +37,10 @@ rollout::RolloutSettings rollout_settings(const config::Config& c) {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) host[0] = 0;
   s.replica_host = host;
-  s.replica_id = c.replica.id.empty() ? s.replica_host + ":" + std::to_string(c.server.listen_port) : c.replica.id;
+  // Default: host and port, stable across restarts (the crash-loop guard reads this replica's
+  // previous run). An ephemeral port (0) says nothing: the process id then tells replicas apart.
+  const std::string instance = c.server.listen_port != 0 ? std::to_string(c.server.listen_port) : "pid" + std::to_string(::getpid());
+  s.replica_id = c.replica.id.empty() ? s.replica_host + ":" + instance : c.replica.id;
   s.replica_poll = c.replica.poll;
   s.replica_timeout = c.replica.timeout;
   s.retention_days = c.metrics.retention_days;
