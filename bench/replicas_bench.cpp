@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/sample_request.h"
 #include "rollout/rollout.h"
 #include "rollout/store.h"
 #include "tests/common/postgres_server.h"
@@ -19,21 +20,10 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 rollout::RequestRecord request_row(int i, int stages) {
-  rollout::RequestRecord r;
-  r.time_ms = rollout::now_ms();
-  r.request_id = "bench-" + std::to_string(i);
-  r.pipeline = "p";
-  r.arm = i % 2 ? rollout::Arm::Candidate : rollout::Arm::Stable;
-  r.bucket = i % 10000;
-  r.outcome = "ok";
-  r.latency_us = 1000 + i % 500;
-  r.peak_bytes = 4096;
-  r.rss_bytes = 1 << 26;
-  r.stages = {{"a", "serial", "1.0.0", 0, 400, "ok", 1, "", 2048}, {"b", "serial", "1.0.0", 400, 500, "ok", 1, "", 2048}};
+  rollout::RequestRecord r = bench::sample_request(i);
   r.stages.resize(static_cast<std::size_t>(stages));
   return r;
 }
-
 double writer_rows_per_s(const std::string& location, int rows, int stages) {
   rollout::RowWriter writer(location, static_cast<std::size_t>(rows), std::chrono::milliseconds(200));
   writer.start();

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "bench/sample_request.h"
 #include "daemon/memory/memory_account.h"
 #include "rollout/rollout.h"
 #include "rollout/store.h"
@@ -15,21 +16,6 @@ using namespace pipelined;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-rollout::RequestRecord sample_row(int i) {
-  rollout::RequestRecord r;
-  r.time_ms = rollout::now_ms();
-  r.request_id = "bench-" + std::to_string(i);
-  r.pipeline = "p";
-  r.arm = i % 2 ? rollout::Arm::Candidate : rollout::Arm::Stable;
-  r.bucket = i % 10000;
-  r.outcome = "ok";
-  r.latency_us = 1000 + i % 500;
-  r.peak_bytes = 4096;
-  r.rss_bytes = 1 << 26;
-  r.stages = {{"a", "serial", "1.0.0", 0, 400, "ok", 1, "", 2048}, {"b", "serial", "1.0.0", 400, 500, "ok", 1, "", 2048}};
-  return r;
-}
 
 double percentile(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
@@ -54,7 +40,7 @@ int main(int argc, char** argv) {
     std::vector<double> us;
     us.reserve(20000);
     for (int i = 0; i < 20000; ++i) {
-      auto row = sample_row(i);
+      auto row = bench::sample_request(i);
       const auto t0 = Clock::now();
       c.record(std::move(row));
       us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
@@ -69,7 +55,7 @@ int main(int argc, char** argv) {
     rollout::RolloutController c(config);
     c.start();
     const auto t0 = Clock::now();
-    for (int i = 0; i < rows; ++i) c.record(sample_row(i));
+    for (int i = 0; i < rows; ++i) c.record(bench::sample_request(i));
     c.flush();
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     std::printf("writer: %d request rows (+%d stage rows) in %.2f s = %.0f request rows/s (goal: >= 100000)\n", rows, rows * 2, s, rows / s);
