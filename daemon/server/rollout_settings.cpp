@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <filesystem>
+
 namespace pipelined::server {
 
 rollout::RolloutSettings rollout_settings(const config::Config& c) {
@@ -37,9 +39,11 @@ rollout::RolloutSettings rollout_settings(const config::Config& c) {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) host[0] = 0;
   s.replica_host = host;
-  // Default: host and port, stable across restarts (the crash-loop guard reads this replica's
-  // previous run). An ephemeral port (0) says nothing: the process id then tells replicas apart.
-  const std::string instance = c.server.listen_port != 0 ? std::to_string(c.server.listen_port) : "pid" + std::to_string(::getpid());
+  // Default: host and port. It must stay the same across restarts, because the crash-loop guard
+  // reads this replica's previous run. An ephemeral port (0) differs on every start, so the state
+  // directory, which no two daemons share, names the instance then.
+  const std::string instance = c.server.listen_port != 0 ? std::to_string(c.server.listen_port)
+                                                         : std::filesystem::absolute(c.state_directory).lexically_normal().string();
   s.replica_id = c.replica.id.empty() ? s.replica_host + ":" + instance : c.replica.id;
   s.replica_poll = c.replica.poll;
   s.replica_timeout = c.replica.timeout;
