@@ -157,51 +157,50 @@ class PgListener final : public ChangeListener {
   Receiver receiver_;
 };
 
-// Rows in COPY's text format, for COPY table (columns) FROM STDIN: the server spends less per row on
-// COPY than on INSERT ... SELECT FROM unnest() of array parameters, the writer's bottleneck.
-class CopyRows {
- public:
-  explicit CopyRows(const std::vector<const char*>& columns) : columns_(columns.begin(), columns.end()) {}
-  void row(const std::vector<SqlValue>& values) {
-    std::string line;
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      if (i > 0) line += '\t';
-      for (char c : text_of(values[i])) {
-        switch (c) {
-          case '\\':
-            line += "\\\\";
-            break;
-          case '\t':
-            line += "\\t";
-            break;
-          case '\n':
-            line += "\\n";
-            break;
-          case '\r':
-            line += "\\r";
-            break;
-          default:
-            line += c;
-        }
+// A row in COPY's text format.
+std::string copy_line(const std::vector<SqlValue>& values) {
+  std::string line;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) line += '\t';
+    for (char c : text_of(values[i])) {
+      switch (c) {
+        case '\\':
+          line += "\\\\";
+          break;
+        case '\t':
+          line += "\\t";
+          break;
+        case '\n':
+          line += "\\n";
+          break;
+        case '\r':
+          line += "\\r";
+          break;
+        default:
+          line += c;
       }
     }
-    lines_.push_back(std::move(line));
   }
+  return line;
+}
+
+// COPY table (columns) FROM STDIN: the server spends less per row on COPY than on INSERT ... SELECT
+// FROM unnest() of array parameters, and libpq sends the lines in chunks as they are written, so the
+// server parses them while the writer formats the next ones.
+class Copy {
+ public:
   // pqxx::stream_to (libpqxx 6) takes only tuples whose length is known at compile time; the columns
   // here come from lists (request_columns()). tablewriter, which it replaces, takes lines as they are.
-  void copy(pqxx::work& w, const std::string& table) const {
-    if (lines_.empty()) return;
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    pqxx::tablewriter writer(w, table, columns_.begin(), columns_.end());
+  Copy(pqxx::work& w, const std::string& table, const std::vector<const char*>& columns)
+      : writer_(w, table, columns.begin(), columns.end()) {}
 #pragma GCC diagnostic pop
-    for (const auto& line : lines_) writer.write_raw_line(line);
-    writer.complete();
-  }
+  void line(const std::string& line) { writer_.write_raw_line(line); }
+  void complete() { writer_.complete(); }
 
  private:
-  std::vector<std::string> columns_;
-  std::vector<std::string> lines_;
+  pqxx::tablewriter writer_;
 };
 
 class PostgresDatabase final : public Database {
@@ -216,6 +215,11 @@ class PostgresDatabase final : public Database {
       throw classify(e, name_);
     }
     migrate();
+    try {
+      requests_sequence_ = pqxx::nontransaction(*conn_).exec("SELECT pg_get_serial_sequence('requests', 'id')")[0][0].as<std::string>();
+    } catch (const std::exception& e) {
+      throw classify(e, name_);
+    }
   }
 
   const std::string& name() const override { return name_; }
@@ -261,32 +265,41 @@ class PostgresDatabase final : public Database {
       // and the writer does not wait for each commit's WAL flush. Rollout state keeps synchronous commits.
       w.exec("SET LOCAL synchronous_commit = off");
       std::vector<const RequestRecord*> requests;
-      CopyRows shadows(shadow_columns());
+      std::vector<const ShadowRecord*> shadows;
       for (const auto& row : batch) {
         if (const auto* r = std::get_if<RequestRecord>(&row))
           requests.push_back(r);
         else
-          shadows.row(shadow_values(std::get<ShadowRecord>(row)));
+          shadows.push_back(&std::get<ShadowRecord>(row));
       }
       if (!requests.empty()) {
+        // The sequence by name: nextval(pg_get_serial_sequence(...)) looked it up for every id.
+        const pqxx::result ids = w.exec_params("SELECT nextval($1::regclass) FROM generate_series(1, $2)", requests_sequence_,
+                                               static_cast<long>(requests.size()));
         std::vector<const char*> names{"id"};
         for (const auto& c : request_columns()) names.push_back(c.name);
-        CopyRows rows(names);
-        CopyRows stages(stage_run_columns());
-        std::size_t i = 0;
-        for (const auto& r : w.exec_params("SELECT nextval(pg_get_serial_sequence('requests', 'id')) FROM generate_series(1, $1)",
-                                           static_cast<long>(requests.size()))) {
-          const RequestRecord& request = *requests[i++];
-          const std::int64_t id = r[0].as<std::int64_t>();
+        // One COPY at a time: the stage runs' lines wait for the requests' COPY to complete.
+        std::vector<std::string> stage_lines;
+        Copy rows(w, "requests", names);
+        for (std::size_t i = 0; i < requests.size(); ++i) {
+          const std::int64_t id = ids[static_cast<int>(i)][0].as<std::int64_t>();
           std::vector<SqlValue> values{id};
-          for (const auto& c : request_columns()) values.push_back(c.value(request));
-          rows.row(values);
-          for (const auto& s : request.stages) stages.row(stage_run_values(id, s));
+          for (const auto& c : request_columns()) values.push_back(c.value(*requests[i]));
+          rows.line(copy_line(values));
+          for (const auto& s : requests[i]->stages) stage_lines.push_back(copy_line(stage_run_values(id, s)));
         }
-        rows.copy(w, "requests");
-        stages.copy(w, "stage_runs");
+        rows.complete();
+        if (!stage_lines.empty()) {
+          Copy stages(w, "stage_runs", stage_run_columns());
+          for (const auto& line : stage_lines) stages.line(line);
+          stages.complete();
+        }
       }
-      shadows.copy(w, "shadow_results");
+      if (!shadows.empty()) {
+        Copy rows(w, "shadow_results", shadow_columns());
+        for (const auto* s : shadows) rows.line(copy_line(shadow_values(*s)));
+        rows.complete();
+      }
       w.commit();
     } catch (const std::exception& e) {
       throw classify(e, name_);
@@ -358,6 +371,7 @@ class PostgresDatabase final : public Database {
   }
 
   std::string url_, name_;
+  std::string requests_sequence_;  // requests.id's, for the writer's ids
   std::unique_ptr<pqxx::connection> conn_;
   pqxx::transaction_base* current_ = nullptr;
 };
