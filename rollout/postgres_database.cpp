@@ -33,6 +33,16 @@ constexpr const char* kChannel = "pipelined_rollout";
 constexpr long kLeaseKey = 0x70697065;
 constexpr long kMigrationKey = 0x70697066;
 
+// PostgreSQL's indexes on the writer's tables, in place of those migrations 001 and 002 make for
+// SQLite: each index costs every inserted row a btree insertion, the largest share of the server's
+// time for a batch (docs/scaling.md). Every read of requests is store.cpp's window (pipeline,
+// rollout_id, a time range), which requests_by_window serves exactly; stage runs are read by their
+// request only. Retention's "time_ms < ?" scans the table with either set. A later migration naming a
+// dropped index must say IF EXISTS.
+constexpr const char* kWriterIndexes =
+    "CREATE INDEX requests_by_window ON requests (pipeline, rollout_id, time_ms); "
+    "DROP INDEX IF EXISTS requests_by_pipeline_time, requests_by_rollout, requests_by_arm, stage_runs_by_stage";
+
 // The URL without its password, for messages.
 std::string without_password(const std::string& url) {
   static const std::regex password(R"(^([a-z]+://[^:/@]*):[^@]*@)");
@@ -367,6 +377,16 @@ class PostgresDatabase final : public Database {
         throw DatabaseError(classify(e, name_).cause, "metrics database " + name_ + ": migration " + std::to_string(m.version) + "_" +
                                                           m.name + " failed: " + e.what());
       }
+    }
+    try {
+      pqxx::work w(*conn_);
+      w.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationKey) + ")");
+      if (!w.exec("SELECT to_regclass('requests_by_window')")[0][0].is_null()) return;
+      w.exec(kWriterIndexes);
+      w.commit();
+      spdlog::info("metrics database {}: replaced the writer's tables' indexes with PostgreSQL's", name_);
+    } catch (const std::exception& e) {
+      throw DatabaseError(classify(e, name_).cause, "metrics database " + name_ + ": the writer's indexes: " + e.what());
     }
   }
 

@@ -77,6 +77,9 @@ TEST(PostgresStore, MigratesOnceAndKeepsEveryRowTheWriterIsGiven) {
   EXPECT_EQ(pg.psql("SELECT version FROM pipelined_schema"), std::to_string(migrations().back().version));
   EXPECT_EQ(pg.psql("SELECT data_type FROM information_schema.columns WHERE table_name = 'requests' AND column_name = 'time_ms'"),
             "bigint");
+  // The writer's tables keep the indexes their reads use, and no more (kWriterIndexes).
+  EXPECT_EQ(pg.psql("SELECT string_agg(indexname, ' ' ORDER BY indexname) FROM pg_indexes WHERE tablename IN ('requests', 'stage_runs')"),
+            "requests_by_window requests_pkey stage_runs_by_request stage_runs_pkey");
 
   RowWriter writer(pg.url(), 100000, Millis(20));
   writer.start();
