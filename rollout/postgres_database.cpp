@@ -4,6 +4,7 @@
 // COPY per table. The lease is a session advisory lock; change notifications are LISTEN/NOTIFY.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <pqxx/pqxx>
 #include <pqxx/tablewriter>
 #include <regex>
@@ -63,6 +64,8 @@ std::string with_timeouts(std::string url) {
 // error message quoting user input may be neither, and one such row would fail its whole batch.
 // Invalid sequences become U+FFFD, as nlohmann's error_handler_t::replace does for the JSON columns.
 std::string valid_text(const std::string& s) {
+  // Most text is ASCII without NUL, and valid as it is.
+  if (std::all_of(s.begin(), s.end(), [](char c) { return c != 0 && static_cast<unsigned char>(c) < 0x80; })) return s;
   std::string out;
   out.reserve(s.size());
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -167,28 +170,20 @@ class PgListener final : public ChangeListener {
   Receiver receiver_;
 };
 
-// A row in COPY's text format.
+// A row in COPY's text format: its delimiters and markers (tab, newline, return, backslash) escaped.
 std::string copy_line(const std::vector<SqlValue>& values) {
   std::string line;
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (i > 0) line += '\t';
-    for (char c : text_of(values[i])) {
-      switch (c) {
-        case '\\':
-          line += "\\\\";
-          break;
-        case '\t':
-          line += "\\t";
-          break;
-        case '\n':
-          line += "\\n";
-          break;
-        case '\r':
-          line += "\\r";
-          break;
-        default:
-          line += c;
-      }
+    const std::string text = text_of(values[i]);
+    for (std::size_t from = 0;;) {
+      const std::size_t special = text.find_first_of("\\\t\n\r", from);
+      line.append(text, from, special == std::string::npos ? std::string::npos : special - from);
+      if (special == std::string::npos) break;
+      const char c = text[special];
+      line += '\\';
+      line += c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : '\\';
+      from = special + 1;
     }
   }
   return line;
