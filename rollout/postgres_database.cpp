@@ -38,11 +38,13 @@ constexpr long kMigrationKey = 0x70697066;
 // SQLite: each index costs every inserted row a btree insertion, the largest share of the server's
 // time for a batch (docs/scaling.md). Every read of requests is store.cpp's window (pipeline,
 // rollout_id, a time range), which requests_by_window serves exactly; stage runs are read by their
-// request only. Retention's "time_ms < ?" scans the table with either set. A later migration naming a
+// request only, never by their id (still unique: the identity gives it), so stage_runs has no primary
+// key index. Retention's "time_ms < ?" scans the table with either set. A later migration naming a
 // dropped index must say IF EXISTS.
 constexpr const char* kWriterIndexes =
     "CREATE INDEX requests_by_window ON requests (pipeline, rollout_id, time_ms); "
-    "DROP INDEX IF EXISTS requests_by_pipeline_time, requests_by_rollout, requests_by_arm, stage_runs_by_stage";
+    "DROP INDEX IF EXISTS requests_by_pipeline_time, requests_by_rollout, requests_by_arm, stage_runs_by_stage; "
+    "ALTER TABLE stage_runs DROP CONSTRAINT IF EXISTS stage_runs_pkey";
 
 // The URL without its password, for messages.
 std::string without_password(const std::string& url) {
