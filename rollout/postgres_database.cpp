@@ -1,10 +1,12 @@
 // The PostgreSQL engine (libpqxx 6): the database replicas share. The schema version is in the
 // table pipelined_schema; migrations are the SQLite files in PostgreSQL's dialect, applied under an
-// advisory lock so replicas starting together apply each once. The writer's batches go in as one
-// statement per table with a column of values per parameter. The lease is a session advisory lock; change notifications are LISTEN/NOTIFY.
+// advisory lock so replicas starting together apply each once. The writer's batches go in with one
+// COPY per table. The lease is a session advisory lock; change notifications are LISTEN/NOTIFY.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <pqxx/pqxx>
+#include <pqxx/tablewriter>
 #include <regex>
 
 #include "rollout/columns.h"
@@ -32,6 +34,18 @@ constexpr const char* kChannel = "pipelined_rollout";
 constexpr long kLeaseKey = 0x70697065;
 constexpr long kMigrationKey = 0x70697066;
 
+// PostgreSQL's indexes on the writer's tables, in place of those migrations 001 and 002 make for
+// SQLite: each index costs every inserted row a btree insertion, the largest share of the server's
+// time for a batch (docs/scaling.md). Every read of requests is store.cpp's window (pipeline,
+// rollout_id, a time range), which requests_by_window serves exactly; stage runs are read by their
+// request only, never by their id (still unique: the identity gives it), so stage_runs has no primary
+// key index. Retention's "time_ms < ?" scans the table with either set. A later migration naming a
+// dropped index must say IF EXISTS.
+constexpr const char* kWriterIndexes =
+    "CREATE INDEX requests_by_window ON requests (pipeline, rollout_id, time_ms); "
+    "DROP INDEX IF EXISTS requests_by_pipeline_time, requests_by_rollout, requests_by_arm, stage_runs_by_stage; "
+    "ALTER TABLE stage_runs DROP CONSTRAINT IF EXISTS stage_runs_pkey";
+
 // The URL without its password, for messages.
 std::string without_password(const std::string& url) {
   static const std::regex password(R"(^([a-z]+://[^:/@]*):[^@]*@)");
@@ -52,6 +66,8 @@ std::string with_timeouts(std::string url) {
 // error message quoting user input may be neither, and one such row would fail its whole batch.
 // Invalid sequences become U+FFFD, as nlohmann's error_handler_t::replace does for the JSON columns.
 std::string valid_text(const std::string& s) {
+  // Most text is ASCII without NUL, and valid as it is.
+  if (std::all_of(s.begin(), s.end(), [](char c) { return c != 0 && static_cast<unsigned char>(c) < 0x80; })) return s;
   std::string out;
   out.reserve(s.size());
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -156,53 +172,42 @@ class PgListener final : public ChangeListener {
   Receiver receiver_;
 };
 
-// Rows gathered per column, for INSERT ... SELECT * FROM unnest($1::bigint[], $2::text[], ...).
-class Columns {
+// A row in COPY's text format: its delimiters and markers (tab, newline, return, backslash) escaped.
+std::string copy_line(const std::vector<SqlValue>& values) {
+  std::string line;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) line += '\t';
+    const std::string text = text_of(values[i]);
+    for (std::size_t from = 0;;) {
+      const std::size_t special = text.find_first_of("\\\t\n\r", from);
+      line.append(text, from, special == std::string::npos ? std::string::npos : special - from);
+      if (special == std::string::npos) break;
+      const char c = text[special];
+      line += '\\';
+      line += c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : '\\';
+      from = special + 1;
+    }
+  }
+  return line;
+}
+
+// COPY table (columns) FROM STDIN: the server spends less per row on COPY than on INSERT ... SELECT
+// FROM unnest() of array parameters, and libpq sends the lines in chunks as they are written, so the
+// server parses them while the writer formats the next ones.
+class Copy {
  public:
-  void add(const char* name) { columns_.push_back({name, {}, "text"}); }
-  void add(const std::vector<const char*>& names) {
-    for (const char* n : names) add(n);
-  }
-  std::size_t rows() const { return rows_; }
-  void row(const std::vector<SqlValue>& values) {
-    for (std::size_t i = 0; i < values.size() && i < columns_.size(); ++i) {
-      Column& c = columns_[i];
-      c.type = std::holds_alternative<std::int64_t>(values[i]) ? "bigint" : std::holds_alternative<double>(values[i]) ? "float8" : "text";
-      c.array += c.array.empty() ? "{" : ",";
-      if (const auto* text = std::get_if<std::string>(&values[i])) {
-        c.array += '"';
-        for (char ch : valid_text(*text)) {
-          if (ch == '"' || ch == '\\') c.array += '\\';
-          c.array += ch;
-        }
-        c.array += '"';
-      } else {
-        c.array += text_of(values[i]);
-      }
-    }
-    ++rows_;
-  }
-  void insert(pqxx::work& w, const std::string& table) {
-    if (rows_ == 0) return;
-    std::string names, arrays;
-    std::vector<std::string> params;
-    for (auto& c : columns_) {
-      names += (names.empty() ? "" : ", ") + c.name;
-      params.push_back(c.array + "}");
-      arrays += (arrays.empty() ? "$" : ", $") + std::to_string(params.size()) + "::" + c.type + "[]";
-    }
-    w.exec_params("INSERT INTO " + table + " (" + names + ") SELECT * FROM unnest(" + arrays + ")",
-                  pqxx::prepare::make_dynamic_params(params));
-  }
+  // pqxx::stream_to (libpqxx 6) takes only tuples whose length is known at compile time; the columns
+  // here come from lists (request_columns()). tablewriter, which it replaces, takes lines as they are.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  Copy(pqxx::work& w, const std::string& table, const std::vector<const char*>& columns)
+      : writer_(w, table, columns.begin(), columns.end()) {}
+#pragma GCC diagnostic pop
+  void line(const std::string& line) { writer_.write_raw_line(line); }
+  void complete() { writer_.complete(); }
 
  private:
-  struct Column {
-    std::string name;
-    std::string array;
-    std::string type;
-  };
-  std::vector<Column> columns_;
-  std::size_t rows_ = 0;
+  pqxx::tablewriter writer_;
 };
 
 class PostgresDatabase final : public Database {
@@ -217,6 +222,11 @@ class PostgresDatabase final : public Database {
       throw classify(e, name_);
     }
     migrate();
+    try {
+      requests_sequence_ = pqxx::nontransaction(*conn_).exec("SELECT pg_get_serial_sequence('requests', 'id')")[0][0].as<std::string>();
+    } catch (const std::exception& e) {
+      throw classify(e, name_);
+    }
   }
 
   const std::string& name() const override { return name_; }
@@ -253,9 +263,8 @@ class PostgresDatabase final : public Database {
     }
   }
 
-  // One statement per table: each column's values go as one array parameter, unnested into rows.
-  // (libpqxx 6's stream_to, for COPY, takes only tuples whose length is known at compile time; the
-  // columns here come from a list, request_columns().)
+  // One COPY per table. The stage runs name their request's id, so the requests' ids are taken first,
+  // in one statement.
   void insert(const std::vector<WriterRow>& batch) override {
     try {
       pqxx::work w(*conn_);
@@ -271,27 +280,33 @@ class PostgresDatabase final : public Database {
           shadows.push_back(&std::get<ShadowRecord>(row));
       }
       if (!requests.empty()) {
-        // The stage runs name their request's id: take the ids first.
-        Columns columns;
-        columns.add("id");
-        for (const auto& c : request_columns()) columns.add(c.name);
-        Columns stages;
-        stages.add(stage_run_columns());
-        for (const auto& r : w.exec_params("SELECT nextval(pg_get_serial_sequence('requests', 'id')) FROM generate_series(1, $1)",
-                                           static_cast<long>(requests.size()))) {
-          const auto* request = requests[columns.rows()];
-          std::vector<SqlValue> values{r[0].as<std::int64_t>()};
-          for (const auto& c : request_columns()) values.push_back(c.value(*request));
-          columns.row(values);
-          for (const auto& s : request->stages) stages.row(stage_run_values(std::get<std::int64_t>(values[0]), s));
+        // The sequence by name: nextval(pg_get_serial_sequence(...)) looked it up for every id.
+        const pqxx::result ids = w.exec_params("SELECT nextval($1::regclass) FROM generate_series(1, $2)", requests_sequence_,
+                                               static_cast<long>(requests.size()));
+        std::vector<const char*> names{"id"};
+        for (const auto& c : request_columns()) names.push_back(c.name);
+        // One COPY at a time: the stage runs' lines wait for the requests' COPY to complete.
+        std::vector<std::string> stage_lines;
+        Copy rows(w, "requests", names);
+        for (std::size_t i = 0; i < requests.size(); ++i) {
+          const std::int64_t id = ids[static_cast<int>(i)][0].as<std::int64_t>();
+          std::vector<SqlValue> values{id};
+          for (const auto& c : request_columns()) values.push_back(c.value(*requests[i]));
+          rows.line(copy_line(values));
+          for (const auto& s : requests[i]->stages) stage_lines.push_back(copy_line(stage_run_values(id, s)));
         }
-        columns.insert(w, "requests");
-        stages.insert(w, "stage_runs");
+        rows.complete();
+        if (!stage_lines.empty()) {
+          Copy stages(w, "stage_runs", stage_run_columns());
+          for (const auto& line : stage_lines) stages.line(line);
+          stages.complete();
+        }
       }
-      Columns shadow;
-      shadow.add(shadow_columns());
-      for (const auto* s : shadows) shadow.row(shadow_values(*s));
-      shadow.insert(w, "shadow_results");
+      if (!shadows.empty()) {
+        Copy rows(w, "shadow_results", shadow_columns());
+        for (const auto* s : shadows) rows.line(copy_line(shadow_values(*s)));
+        rows.complete();
+      }
       w.commit();
     } catch (const std::exception& e) {
       throw classify(e, name_);
@@ -360,9 +375,20 @@ class PostgresDatabase final : public Database {
                                                           m.name + " failed: " + e.what());
       }
     }
+    try {
+      pqxx::work w(*conn_);
+      w.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationKey) + ")");
+      if (!w.exec("SELECT to_regclass('requests_by_window')")[0][0].is_null()) return;
+      w.exec(kWriterIndexes);
+      w.commit();
+      spdlog::info("metrics database {}: replaced the writer's tables' indexes with PostgreSQL's", name_);
+    } catch (const std::exception& e) {
+      throw DatabaseError(classify(e, name_).cause, "metrics database " + name_ + ": the writer's indexes: " + e.what());
+    }
   }
 
   std::string url_, name_;
+  std::string requests_sequence_;  // requests.id's, for the writer's ids
   std::unique_ptr<pqxx::connection> conn_;
   pqxx::transaction_base* current_ = nullptr;
 };

@@ -77,6 +77,9 @@ TEST(PostgresStore, MigratesOnceAndKeepsEveryRowTheWriterIsGiven) {
   EXPECT_EQ(pg.psql("SELECT version FROM pipelined_schema"), std::to_string(migrations().back().version));
   EXPECT_EQ(pg.psql("SELECT data_type FROM information_schema.columns WHERE table_name = 'requests' AND column_name = 'time_ms'"),
             "bigint");
+  // The writer's tables keep the indexes their reads use, and no more (kWriterIndexes).
+  EXPECT_EQ(pg.psql("SELECT string_agg(indexname, ' ' ORDER BY indexname) FROM pg_indexes WHERE tablename IN ('requests', 'stage_runs')"),
+            "requests_by_window requests_pkey stage_runs_by_request");
 
   RowWriter writer(pg.url(), 100000, Millis(20));
   writer.start();
@@ -84,20 +87,24 @@ TEST(PostgresStore, MigratesOnceAndKeepsEveryRowTheWriterIsGiven) {
   // Text PostgreSQL would refuse as it is (invalid UTF-8, a NUL) and text that quoting must survive.
   writer.push(request(0, Arm::Stable, true, std::string("bad \xff\xfe utf8 and a \0 nul", 23)));
   writer.push(request(0, Arm::Stable, true, "quote \" backslash \\ braces {a,b} comma, NULL"));
+  writer.push(request(0, Arm::Stable, true, "copy: tab \t newline \n return \r \\N \\."));  // COPY's delimiters and markers
   writer.push(ShadowRecord{now_ms(), "s1", "p", 0, true, false, "/items/0", 1000, 900});
   writer.flush();
   const WriterCounters c = writer.counters();
-  EXPECT_EQ(c.written, 3003u);
+  EXPECT_EQ(c.written, 3004u);
   EXPECT_EQ(c.lost(), 0u);
-  EXPECT_EQ(pg.psql("SELECT COUNT(*) FROM requests"), "3002");
-  EXPECT_EQ(pg.psql("SELECT COUNT(*) FROM stage_runs s JOIN requests r ON r.id = s.request"), "3002");
+  EXPECT_EQ(pg.psql("SELECT COUNT(*) FROM requests"), "3003");
+  EXPECT_EQ(pg.psql("SELECT COUNT(*) FROM stage_runs s JOIN requests r ON r.id = s.request"), "3003");
   EXPECT_EQ(pg.psql("SELECT request_id FROM requests WHERE request_id LIKE 'quote%'"), "quote \" backslash \\ braces {a,b} comma, NULL");
   EXPECT_EQ(pg.psql("SELECT request_id FROM requests WHERE request_id LIKE 'bad%'"),
             "bad \xEF\xBF\xBD\xEF\xBF\xBD utf8 and a \xEF\xBF\xBD nul");
+  EXPECT_EQ(pg.psql("SELECT request_id = 'copy: tab ' || chr(9) || ' newline ' || chr(10) || ' return ' || chr(13) || ' ' || chr(92) || "
+                    "'N ' || chr(92) || '.' FROM requests WHERE request_id LIKE 'copy:%'"),
+            "t");
 
   MetricsStore store(pg.url());
   auto arms = store.arms("p", Window{}, true);
-  EXPECT_EQ(arms["stable"].ok + arms["stable"].errors, 1502);
+  EXPECT_EQ(arms["stable"].ok + arms["stable"].errors, 1503);
   EXPECT_EQ(arms["candidate"].ok + arms["candidate"].errors, 1500);
   EXPECT_EQ(arms["candidate"].errors, 300);
   EXPECT_DOUBLE_EQ(arms["candidate"].figures["latency_ms"].at(0), 100.0);
