@@ -25,14 +25,15 @@ struct PixDeleter {
 };
 using PixPtr = std::unique_ptr<Pix, PixDeleter>;
 
-std::vector<bool> blank_rows(Pix* gray, int threshold) {
-  const int w = static_cast<int>(pixGetWidth(gray)), h = static_cast<int>(pixGetHeight(gray));
+// Rows of columns [x0, x1) without a pixel darker than `threshold`.
+std::vector<bool> blank_rows(Pix* gray, int x0, int x1, int threshold) {
+  const int h = static_cast<int>(pixGetHeight(gray));
   const int wpl = pixGetWpl(gray);
   l_uint32* data = pixGetData(gray);
   std::vector<bool> blank(h, true);
   for (int y = 0; y < h; ++y) {
     l_uint32* line = data + static_cast<std::ptrdiff_t>(y) * wpl;
-    for (int x = 0; x < w; ++x)
+    for (int x = x0; x < x1; ++x)
       if (static_cast<int>(GET_DATA_BYTE(line, x)) < threshold) {
         blank[y] = false;
         break;
@@ -41,21 +42,59 @@ std::vector<bool> blank_rows(Pix* gray, int threshold) {
   return blank;
 }
 
-// Columns [first, last + 1) with ink in rows [top, bottom); {0, 0} when there is none.
-std::pair<int, int> ink_columns(Pix* gray, int top, int bottom, int threshold) {
-  const int w = static_cast<int>(pixGetWidth(gray));
+// Columns [first, last + 1) within [x0, x1) with ink in rows [top, bottom); {x0, x0} when there is none.
+std::pair<int, int> ink_columns(Pix* gray, int x0, int x1, int top, int bottom, int threshold) {
   const int wpl = pixGetWpl(gray);
   l_uint32* data = pixGetData(gray);
-  int left = w, right = 0;
+  int left = x1, right = x0;
   for (int y = top; y < bottom; ++y) {
     l_uint32* line = data + static_cast<std::ptrdiff_t>(y) * wpl;
-    for (int x = 0; x < w; ++x)
+    for (int x = x0; x < x1; ++x)
       if (static_cast<int>(GET_DATA_BYTE(line, x)) < threshold) {
         left = std::min(left, x);
         right = std::max(right, x + 1);
       }
   }
-  return left < right ? std::make_pair(left, right) : std::make_pair(0, 0);
+  return left < right ? std::make_pair(left, right) : std::make_pair(x0, x0);
+}
+
+// The page's text columns, left to right, as x ranges that meet in the middle of the gutters
+// between them. A gutter is a run of pixel columns with (almost) no ink from top to bottom, at least
+// a twentieth of the text's width wide, with at least a sixth of the text's width on either side:
+// a right-aligned price column is narrower than that and stays with its names.
+std::vector<std::pair<int, int>> text_columns(Pix* gray, int threshold) {
+  const int w = static_cast<int>(pixGetWidth(gray)), h = static_cast<int>(pixGetHeight(gray));
+  const int wpl = pixGetWpl(gray);
+  l_uint32* data = pixGetData(gray);
+  std::vector<int> ink(static_cast<std::size_t>(w), 0);
+  for (int y = 0; y < h; ++y) {
+    l_uint32* line = data + static_cast<std::ptrdiff_t>(y) * wpl;
+    for (int x = 0; x < w; ++x) ink[static_cast<std::size_t>(x)] += static_cast<int>(GET_DATA_BYTE(line, x)) < threshold;
+  }
+  const int allowance = h / 200;  // specks of noise
+  int first = 0, last = w;
+  while (first < w && ink[static_cast<std::size_t>(first)] <= allowance) ++first;
+  while (last > first && ink[static_cast<std::size_t>(last - 1)] <= allowance) --last;
+  const int text = last - first;
+  std::vector<std::pair<int, int>> columns;
+  int start = 0, left_ink = first;
+  for (int x = first; x < last;) {
+    if (ink[static_cast<std::size_t>(x)] > allowance) {
+      ++x;
+      continue;
+    }
+    int end = x;
+    while (end < last && ink[static_cast<std::size_t>(end)] <= allowance) ++end;
+    if ((end - x) * 20 >= text && (x - left_ink) * 6 >= text && (last - end) * 6 >= text) {
+      const int middle = (x + end) / 2;
+      columns.emplace_back(start, middle);
+      start = middle;
+      left_ink = end;
+    }
+    x = end;
+  }
+  columns.emplace_back(start, w);
+  return columns;
 }
 
 // Kana or CJK ideographs in the text (any code point U+3040..U+9FFF).
@@ -260,19 +299,33 @@ json TesseractReader::read(const std::string& image, const sdk::Context& ctx, Sc
   // the same margins), recognised as one line by the same steps. They differ only in scheduling, so
   // they cannot disagree on a line, a heading or a price (reading whole pages or bands let
   // Tesseract's layout analysis group lines differently and drop a heading in one variant only).
-  const std::vector<bool> blank = blank_rows(gray.get(), config_.blank_threshold);
-  const std::vector<std::pair<int, int>> spans = split_lines(blank);
+  // Lines in reading order: column by column, top to bottom in each.
+  struct LineBox {
+    int top, bottom;     // the line's ink rows
+    int column, x0, x1;  // its column
+    int above, below;    // white to the neighbouring lines (or the page's edge)
+  };
+  std::vector<LineBox> boxes;
   const int width = static_cast<int>(pixGetWidth(gray.get())), height = static_cast<int>(pixGetHeight(gray.get()));
+  const auto columns = text_columns(gray.get(), config_.blank_threshold);
+  for (std::size_t c = 0; c < columns.size(); ++c) {
+    const auto [x0, x1] = columns[c];
+    const std::vector<std::pair<int, int>> spans = split_lines(blank_rows(gray.get(), x0, x1, config_.blank_threshold));
+    for (std::size_t i = 0; i < spans.size(); ++i)
+      boxes.push_back({spans[i].first, spans[i].second, static_cast<int>(c), x0, x1,
+                       i == 0 ? spans[i].first : (spans[i].first - spans[i - 1].second) / 2,
+                       i + 1 == spans.size() ? height - spans[i].second : (spans[i + 1].first - spans[i].second) / 2});
+  }
   auto cut = [&](std::size_t i) {
+    const LineBox& b = boxes[i];
     // Margins: up to kMargin pixels of white, never reaching into the neighbouring lines.
     constexpr int kMargin = 12;
-    const int above = i == 0 ? spans[i].first : (spans[i].first - spans[i - 1].second) / 2;
-    const int below = i + 1 == spans.size() ? height - spans[i].second : (spans[i + 1].first - spans[i].second) / 2;
-    const int top = spans[i].first - std::min(kMargin, above), bottom = spans[i].second + std::min(kMargin, below);
-    const auto [left, right] = ink_columns(gray.get(), spans[i].first, spans[i].second, config_.blank_threshold);
-    // Sideways a line's height of white: with less, short lines (two-character headings) read empty.
-    const int side = std::max(kMargin, spans[i].second - spans[i].first);
-    const int x0 = std::max(0, left - side), x1 = std::min(width, right + side);
+    const int top = b.top - std::min(kMargin, b.above), bottom = b.bottom + std::min(kMargin, b.below);
+    const auto [left, right] = ink_columns(gray.get(), b.x0, b.x1, b.top, b.bottom, config_.blank_threshold);
+    // Sideways a line's height of white (within its column): with less, short lines (two-character
+    // headings) read empty.
+    const int side = std::max(kMargin, b.bottom - b.top);
+    const int x0 = std::max(b.x0, left - side), x1 = std::min({width, b.x1, right + side});
     BOX* box = boxCreate(x0, top, std::max(1, x1 - x0), bottom - top);
     PixPtr line(pixClipRectangle(gray.get(), box, nullptr));
     boxDestroy(&box);
@@ -328,8 +381,8 @@ json TesseractReader::read(const std::string& image, const sdk::Context& ctx, Sc
     ctx.parallel_for(groups, [&](std::size_t g) { group(todo.size() * g / groups, todo.size() * (g + 1) / groups); });
   };
 
-  std::vector<std::string> texts(spans.size());
-  std::vector<std::size_t> all(spans.size());
+  std::vector<std::string> texts(boxes.size());
+  std::vector<std::size_t> all(boxes.size());
   for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
   run(all, false, [&](Engine& engine, std::size_t i) {
     PixPtr line = cut(i);
@@ -360,6 +413,23 @@ json TesseractReader::read(const std::string& image, const sdk::Context& ctx, Sc
         if (has_cjk(split_price(again).first)) texts[i] = std::move(again);
       });
     }
+  }
+
+  // A "column" of prices alone is the prices of the column on its left, apart by a gap as wide as a
+  // gutter (short names on a short menu): each joins the line beside it, the one its rows overlap most.
+  for (std::size_t i = 0; i < boxes.size(); ++i) {
+    if (boxes[i].column == 0 || texts[i].empty() || !menu_text::looks_like_item(texts[i]) ||
+        !menu_text::split_price(texts[i]).second.empty())
+      continue;
+    std::size_t beside = boxes.size();
+    int most = 0;
+    for (std::size_t j = 0; j < boxes.size(); ++j) {
+      const int overlap = std::min(boxes[i].bottom, boxes[j].bottom) - std::max(boxes[i].top, boxes[j].top);
+      if (boxes[j].column + 1 == boxes[i].column && !texts[j].empty() && overlap > most) beside = j, most = overlap;
+    }
+    if (beside == boxes.size()) continue;
+    texts[beside] += " " + texts[i];
+    texts[i].clear();
   }
 
   std::vector<std::string> read;
