@@ -399,7 +399,7 @@ std::string html_report(const json& report) {
   std::ostringstream out;
   out << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>pipelined report</title>\n"
       << kStyle << "</head><body>\n";
-  out << "<h1>pipelined report</h1>\n<p>Requests since " << esc(clock_time(report.value("since_ms", std::int64_t{0}), true)) << "; "
+  out << "<h1>pipelined report</h1>\n<p>Requests since " << esc(clock_time(whole(report.value("since_ms", json(0))), true)) << "; "
       << esc(str(report.value("rows_written", json(0)))) << " metrics rows written, " << esc(str(report.value("rows_lost", json(0))))
       << " lost.</p>\n";
   const json& pipelines = field(report, "pipelines");
