@@ -345,15 +345,12 @@ json TesseractReader::read(const std::string& image, const sdk::Context& ctx, Sc
   // where it is wrong (measured over the fixtures: docs/benchmarks.md, "Menu reading accuracy").
   // Reading at 1.25 as well was no better over the fixtures and costs more than the smaller size.
   auto read_line = [&](Engine& engine, Pix* pix) {
-    Reading best = recognize(engine, pix, -1);
-    if (best.confidence >= config_.reread_below_confidence) return clean(best.text);
-    for (float scale : {0.75f}) {
-      PixPtr scaled(pixScaleGrayLI(pix, scale, scale));
-      if (!scaled) continue;
-      Reading r = recognize(engine, scaled.get(), -1);
-      if (r.confidence > best.confidence) best = std::move(r);
-    }
-    return clean(best.text);
+    Reading first = recognize(engine, pix, -1);
+    if (first.confidence >= config_.reread_below_confidence) return clean(first.text);
+    PixPtr smaller(pixScaleGrayLI(pix, 0.75f, 0.75f));
+    if (!smaller) return clean(first.text);
+    Reading second = recognize(engine, smaller.get(), -1);
+    return clean(second.confidence > first.confidence ? second.text : first.text);
   };
   // Runs fn(engine, line) over `todo` with engines of the given languages: serial on this thread,
   // parallel in contiguous groups (about one per min_band_height rows, at most max_bands) on the pool.

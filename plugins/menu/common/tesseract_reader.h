@@ -1,10 +1,11 @@
 // Local OCR of menu images with libtesseract (jpn+chi_tra+eng by default). Both variants divide the
 // page into text columns at gutters, cut each column into text lines at blank pixel rows
-// (split_lines) and recognise each line on its own as a single line of text, so they read exactly the same lines; serial reads them one after another,
-// parallel groups them into horizontal bands (split_bands) read at the same time on the daemon's
-// worker pool (ctx.parallel_for) and joins their lines in order. Tesseract engines are expensive to initialise (about 0.3 s and 90 MB each
-// for three languages), so the reader keeps up to max_bands initialised engines for reuse; each is used by one thread at a time. More bands
-// than CPUs gain nothing and cost an engine each.
+// (split_lines) and recognise each line on its own as a single line of text, so they read exactly
+// the same lines; serial reads them one after another, parallel groups them into horizontal bands
+// (split_bands) read at the same time on the daemon's worker pool (ctx.parallel_for) and joins their
+// lines in order. Tesseract engines are expensive to initialise (about 0.3 s and 90 MB each for
+// three languages), so the reader keeps up to max_bands initialised engines for reuse; each is used
+// by one thread at a time. More bands than CPUs gain nothing and cost an engine each.
 #pragma once
 
 #include "menu.h"
