@@ -1,11 +1,18 @@
 // Server-sent events: how soon a client sees the first item of a menu versus when the whole answer
 // is there. The pipelined binary on configs/default.yaml with every menu stage on its parallel
 // variant, provider-sim at realistic latency, POST /translate with Accept: text/event-stream.
+// Also how long after an image's answer left provider-sim its item event reached the client: the
+// sim's --answer-log has each answer's CLOCK_MONOTONIC time, which steady_clock here reads too.
 //   build/bench/sse_bench [--time-scale 1] [--runs 3] [--menu menu_ja_40]
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <map>
 #include <optional>
+#include <sstream>
+#include <unistd.h>
 
 #include "tests/server/menu_daemon.h"
 #include "tests/server/sse_client.h"
@@ -22,6 +29,21 @@ double median(std::vector<double> v) {
 }
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// provider-sim's answer log (provider-sim/answer_log.h): every time each image URL was answered.
+std::map<std::string, std::vector<Clock::time_point>> image_answers(const std::string& path) {
+  std::map<std::string, std::vector<Clock::time_point>> at;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    long long ns = 0;
+    std::string endpoint, url;
+    int status = 0;
+    fields >> ns >> endpoint >> status;
+    while (fields >> url) at[url].push_back(Clock::time_point(std::chrono::nanoseconds(ns)));
+  }
+  return at;
+}
 
 // The menu pipeline's stable variants set to parallel: every request runs all-parallel.
 void all_parallel(std::string& yaml) {
@@ -49,7 +71,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  MenuDaemon daemon({"--time-scale", time_scale, "--seed", "1"}, {}, "", all_parallel);
+  const std::string answer_log = (std::filesystem::temp_directory_path() / ("sse_bench_answers." + std::to_string(getpid()))).string();
+  MenuDaemon daemon({"--time-scale", time_scale, "--seed", "1", "--answer-log", answer_log}, {}, "", all_parallel);
   const auto [body, type] = pipelined::testing::multipart_file("file", MenuDaemon::menu(menu));
 
   std::fprintf(stderr, "warm-up (Tesseract engines, connections)\n");
@@ -57,6 +80,7 @@ int main(int argc, char** argv) {
 
   std::vector<double> first_stage, first_item, first_description, first_image, total;
   std::size_t items = 0, item_events = 0;
+  std::vector<std::pair<std::string, Clock::time_point>> image_events;  // image URL, when its event arrived
   for (int r = 0; r < runs; ++r) {
     const auto start = Clock::now();
     std::optional<Clock::time_point> stage_at, item_at, description_at, image_at;
@@ -67,7 +91,10 @@ int main(int argc, char** argv) {
         ++item_events;
         if (!item_at) item_at = e.at;
         if (!description_at && e.data["item"].contains("description")) description_at = e.at;
-        if (!image_at && e.data["item"].contains("image_url")) image_at = e.at;
+        if (e.data["item"].contains("image_url")) {
+          if (!image_at) image_at = e.at;
+          if (e.data["item"]["image_url"].is_string()) image_events.emplace_back(e.data["item"]["image_url"].get<std::string>(), e.at);
+        }
       }
       return true;
     });
@@ -94,5 +121,28 @@ int main(int argc, char** argv) {
   std::printf("| first item with its image | %.2f | %.0f %% |\n", median(first_image), 100 * median(first_image) / t);
   std::printf("| result | %.2f | 100 %% |\n\n%zu item events per request (translate, describe, images: one each per item)\n", t,
               item_events);
+
+  // Each image event against the latest answer of its URL before it (the runs ask for the same images).
+  const auto answers = image_answers(answer_log);
+  std::filesystem::remove(answer_log);
+  std::vector<double> delay_ms;
+  for (const auto& [url, arrived] : image_events) {
+    const auto it = answers.find(url);
+    if (it == answers.end()) continue;
+    std::optional<Clock::time_point> answered;
+    for (const auto& a : it->second)
+      if (a <= arrived && (!answered || a > *answered)) answered = a;
+    if (answered) delay_ms.push_back(1000 * seconds(arrived - *answered));
+  }
+  if (delay_ms.size() != image_events.size()) {
+    std::cerr << image_events.size() - delay_ms.size() << " of " << image_events.size() << " image events have no answer in the log\n";
+    return 1;
+  }
+  std::sort(delay_ms.begin(), delay_ms.end());
+  const auto within = std::count_if(delay_ms.begin(), delay_ms.end(), [](double ms) { return ms <= 50; });
+  std::printf(
+      "\nimage event after its image's answer left provider-sim, over %zu image events: median %.1f ms, p90 %.1f ms, max %.1f ms; "
+      "%zd within 50 ms (goal: all)\n",
+      delay_ms.size(), median(delay_ms), delay_ms[delay_ms.size() * 9 / 10], delay_ms.back(), static_cast<std::ptrdiff_t>(within));
   return 0;
 }

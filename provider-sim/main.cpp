@@ -14,8 +14,10 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <random>
 
+#include "provider-sim/answer_log.h"
 #include "provider-sim/content.h"
 
 namespace net = boost::asio;
@@ -48,6 +50,7 @@ struct Options {
   int max_in_flight = 0;  // per endpoint; 0 = none
   std::string fixtures;
   std::string glossary = default_glossary();
+  std::string answer_log;  // empty: none (answer_log.h)
 };
 
 struct EndpointStats {
@@ -93,6 +96,7 @@ class Simulator {
   std::size_t fixtures() const { return fixture_text_.size(); }
   void set_base_url(std::string url) { base_url_ = std::move(url); }
   std::uint64_t connections = 0;
+  std::optional<provider_sim::AnswerLog> answer_log;
 
   // The endpoint a path belongs to, for limits and stats; "" for unknown paths.
   static std::string endpoint_of(const std::string& path) {
@@ -352,7 +356,7 @@ class Session : public std::enable_shared_from_this<Session> {
       s->last_minute.push_back(Clock::now());
       s->peak_per_minute = std::max(s->peak_per_minute, s->last_minute.size());
     }
-    auto respond = [self = shared_from_this(), req = std::move(req), a, s]() {
+    auto respond = [self = shared_from_this(), req = std::move(req), a, s, endpoint]() {
       if (s && a.status != 429) --s->in_flight;
       if (s) {
         ++s->served;
@@ -364,6 +368,7 @@ class Session : public std::enable_shared_from_this<Session> {
       res->keep_alive(req.keep_alive());
       res->body() = a.body;
       res->prepare_payload();
+      if (self->sim_.answer_log) self->sim_.answer_log->record(endpoint, a.status, res->body());
       http::async_write(self->stream_, *res, [self, res](beast::error_code ec, std::size_t) {
         if (ec || res->need_eof()) return self->close();
         self->read();
@@ -427,6 +432,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-in-flight", opt.max_in_flight, "requests in flight per endpoint before 429")->check(CLI::NonNegativeNumber);
   app.add_option("--fixtures", opt.fixtures, "directory of images with <image>.txt sidecars, answered by Gemini OCR")->check(CLI::ExistingDirectory);
   app.add_option("--glossary", opt.glossary, "translation glossary (TSV)")->capture_default_str();
+  app.add_option("--answer-log", opt.answer_log, "write a line per answer sent (monotonic ns, endpoint, status, image URLs) to this file");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -437,6 +443,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     Simulator sim(opt);
+    if (!opt.answer_log.empty()) sim.answer_log.emplace(opt.answer_log);
     tcp::acceptor acceptor(io, {address, opt.port});
     const unsigned short port = acceptor.local_endpoint().port();
     sim.set_base_url("http://" + opt.listen + ":" + std::to_string(port));

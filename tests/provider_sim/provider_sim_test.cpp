@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "provider-sim/content.h"
 #include "tests/pipelines/harness.h"
@@ -165,6 +167,34 @@ TEST(ProviderSim, InFlightLimitAnswers429WithRetryAfterAndCounts) {
                                   image.dump() + "' " + sim.url() + "/v1/images/generations");
   EXPECT_NE(headers.find(" 429"), std::string::npos) << headers;
   EXPECT_NE(headers.find("Retry-After: 0.200"), std::string::npos) << headers;
+}
+
+// The answer log's times are this host's monotonic clock, so a client's steady_clock compares with
+// them (bench/sse_bench): an answer is logged between the request's start and its end here.
+TEST(ProviderSim, AnswerLogTimesEachAnswerOnTheClientsClock) {
+  const fs::path log = fs::temp_directory_path() / ("provider_sim_answers." + std::to_string(::getpid()));
+  harness::ProviderSim sim({"--time-scale", "0.05", "--answer-log", log.string()});
+  const auto before = std::chrono::steady_clock::now();
+  const json r = post(sim, "/v1/images/generations", {{"model", "dall-e-3"}, {"prompt", "ramen"}, {"n", 2}});
+  const auto after = std::chrono::steady_clock::now();
+  ASSERT_EQ(r["data"].size(), 2u) << r.dump();
+
+  std::ifstream in(log);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line)) << "nothing logged";
+  std::istringstream fields(line);
+  long long ns = 0;
+  std::string endpoint, url1, url2;
+  int status = 0;
+  fields >> ns >> endpoint >> status >> url1 >> url2;
+  EXPECT_EQ(endpoint, "images/generations");
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(url1, r["data"][0]["url"].get<std::string>());
+  EXPECT_EQ(url2, r["data"][1]["url"].get<std::string>());
+  const std::chrono::steady_clock::time_point at{std::chrono::nanoseconds(ns)};
+  EXPECT_GE(at, before + std::chrono::milliseconds(250)) << "logged before the simulated 270-330 ms had passed";  // 6 s x 0.05, jitter 10 %
+  EXPECT_LE(at, after);
+  fs::remove(log);
 }
 
 TEST(ProviderSim, FaultRatesAreRoughlyHonoured) {
