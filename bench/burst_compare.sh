@@ -84,8 +84,8 @@ for r in $(seq 1 "$rounds"); do
   for i in $order; do round "$i"; done
 done
 
-# Nearest rank over every request of every round.
-pct() { sort -n "$1" | awk -v p="$2" '{v[NR] = $1} END {i = int((NR - 1) * p / 100 + 0.5) + 1; printf "%.2f", v[i]}'; }
+# Nearest rank over every request of every round (as bench/stats.h).
+pct() { sort -n "$1" | awk -v p="$2" '{v[NR] = $1} END {r = p * NR / 100; i = int(r); if (i < r) i++; if (i < 1) i = 1; printf "%.2f", v[i]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 echo
 echo "| tree | p50 s | p90 s | max s | requests | p50 / first's | max / first's |"

@@ -15,10 +15,13 @@
 #include <vector>
 
 #include "rollout/guardrails.h"
+#include "bench/stats.h"
 
 using namespace pipelined::rollout;
 
 namespace {
+
+using pipelined::bench::median;
 
 struct ArmModel {
   double median_ms = 1000, sigma_log = 0.5;  // lognormal latency
@@ -83,12 +86,6 @@ Outcome run(const Scenario& s, long replays, int threads) {
     all.samples_to_rollback.insert(all.samples_to_rollback.end(), p.samples_to_rollback.begin(), p.samples_to_rollback.end());
   }
   return all;
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace

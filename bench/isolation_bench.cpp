@@ -15,16 +15,14 @@
 #include <string>
 #include <unistd.h>
 #include <vector>
+#include "bench/stats.h"
 
 namespace {
 
+using pipelined::bench::percentile;
+
 namespace fs = std::filesystem;
 using pipelined::engine::Clock;
-
-double percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  return v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1))];
-}
 
 }  // namespace
 

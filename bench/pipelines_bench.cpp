@@ -37,27 +37,17 @@
 #include <iostream>
 #include <numeric>
 #include <thread>
+#include "bench/stats.h"
 
 namespace {
+
+using pipelined::bench::median;
+using pipelined::bench::percentile;
 
 using harness::json;
 using pipelined::engine::RunResult;
 
 double seconds(std::chrono::microseconds d) { return std::chrono::duration<double>(d).count(); }
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
-// Nearest-rank percentile.
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
-  return v[std::clamp<std::size_t>(rank, 1, v.size()) - 1];
-}
 
 double stage_s(const RunResult& r, const std::string& stage) {
   const auto* s = harness::stage_record(r, stage);
@@ -212,7 +202,7 @@ int main(int argc, char** argv) {
            (i % 2 == 0) ? std::vector{QueueOrder::Request, QueueOrder::Arrival} : std::vector{QueueOrder::Arrival, QueueOrder::Request}) {
         auto l = concurrent_latencies(stack, "menu", fixture, queue_requests, order);
         std::fprintf(stderr, "  round %d, %s order: p50 %.2f s, max %.2f s\n", i + 1, order == QueueOrder::Request ? "request" : "arrival",
-                     percentile(l, 50), percentile(l, 100));
+                     percentile(l, 0.5), percentile(l, 1));
         auto& all = order == QueueOrder::Request ? by_request : by_arrival;
         all.insert(all.end(), l.begin(), l.end());
       }
@@ -223,12 +213,12 @@ int main(int argc, char** argv) {
         queue_requests, time_scale.c_str(), in_flight, runs);
     std::printf("| queue_order | p50 s | p90 s | max s | requests |\n|---|---|---|---|---|\n");
     for (const auto& [name, l] : {std::pair<const char*, std::vector<double>*>{"request", &by_request}, {"arrival", &by_arrival}})
-      std::printf("| %s | %.2f | %.2f | %.2f | %zu |\n", name, percentile(*l, 50), percentile(*l, 90), percentile(*l, 100), l->size());
+      std::printf("| %s | %.2f | %.2f | %.2f | %zu |\n", name, percentile(*l, 0.5), percentile(*l, 0.9), percentile(*l, 1), l->size());
     std::printf(
         "\none alone (median of %d): %.2f s; request / arrival: p50 %.2f, p90 %.2f, max %.2f "
         "(goal: p50 about 0.5, max at most a few percent above 1)\n",
-        runs, median(alone_s), percentile(by_request, 50) / percentile(by_arrival, 50),
-        percentile(by_request, 90) / percentile(by_arrival, 90), percentile(by_request, 100) / percentile(by_arrival, 100));
+        runs, median(alone_s), percentile(by_request, 0.5) / percentile(by_arrival, 0.5),
+        percentile(by_request, 0.9) / percentile(by_arrival, 0.9), percentile(by_request, 1) / percentile(by_arrival, 1));
     const auto calls = stack.outbound().stats()["openai"].requests - calls_before;
     std::printf("openai calls per request: %.1f\n", static_cast<double>(calls) / (runs * (2.0 * queue_requests + 1)));
     std::printf("\ncommand: %s\n", command.c_str());

@@ -13,11 +13,14 @@
 #include "rollout/rollout.h"
 #include "rollout/store.h"
 #include "tests/common/postgres_server.h"
+#include "bench/stats.h"
 
 using namespace pipelined;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+using pipelined::bench::percentile;
 
 rollout::RequestRecord request_row(int i, int stages) {
   rollout::RequestRecord r = bench::sample_request(i);
@@ -48,11 +51,6 @@ int percent_bp(const rollout::RolloutController& c) {
   const auto status = c.status();
   const auto& r = status.pipelines.at("p").rollout;
   return r ? r->percent_bp : -1;
-}
-
-double percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  return v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1))];
 }
 
 }  // namespace

@@ -11,16 +11,14 @@
 #include "rollout/rollout.h"
 #include "rollout/store.h"
 #include "tests/server/daemon_process.h"
+#include "bench/stats.h"
 
 using namespace pipelined;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  return v[static_cast<std::size_t>(q * (v.size() - 1))];
-}
+using pipelined::bench::percentile;
 
 }  // namespace
 

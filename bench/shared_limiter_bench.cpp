@@ -14,16 +14,14 @@
 
 #include "tests/common/redis_server.h"
 #include "tests/pipelines/harness.h"
+#include "bench/stats.h"
 
 using namespace pipelined;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<std::size_t>(p * (v.size() - 1) + 0.5))];
-}
+using pipelined::bench::percentile;
 
 // `n` requests with `concurrency` outstanding at a time; the latency of each in microseconds.
 std::vector<double> run(outbound::OutboundClient& client, int n, int concurrency) {

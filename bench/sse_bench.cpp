@@ -16,17 +16,16 @@
 
 #include "tests/server/menu_daemon.h"
 #include "tests/server/sse_client.h"
+#include "bench/stats.h"
 
 namespace {
+
+using pipelined::bench::median;
+using pipelined::bench::percentile;
 
 using pipelined::testing::MenuDaemon;
 using pipelined::testing::SseEvent;
 using Clock = std::chrono::steady_clock;
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -143,6 +142,6 @@ int main(int argc, char** argv) {
   std::printf(
       "\nimage event after its image's answer left provider-sim, over %zu image events: median %.1f ms, p90 %.1f ms, max %.1f ms; "
       "%zd within 50 ms (goal: all)\n",
-      delay_ms.size(), median(delay_ms), delay_ms[delay_ms.size() * 9 / 10], delay_ms.back(), static_cast<std::ptrdiff_t>(within));
+      delay_ms.size(), median(delay_ms), percentile(delay_ms, 0.9), delay_ms.back(), static_cast<std::ptrdiff_t>(within));
   return 0;
 }
