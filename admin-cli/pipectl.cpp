@@ -108,6 +108,16 @@ std::string actor() {
   return user && *user ? user : "pipectl";
 }
 
+// The admin socket when neither --socket nor $PIPELINED_ADMIN_SOCKET names one: a source tree's
+// daemon's (scripts/run on configs/default.yaml: var/admin.sock under the current directory) when
+// that exists, else the package's (/etc/pipelined/pipelined.yaml; PIPELINED_PACKAGE_ADMIN_SOCKET is
+// set from the same CMake variable as the installed config's path).
+std::string default_socket() {
+  if (const char* env = std::getenv("PIPELINED_ADMIN_SOCKET"); env != nullptr && *env != '\0') return env;
+  if (::access("var/admin.sock", F_OK) == 0) return "var/admin.sock";
+  return PIPELINED_PACKAGE_ADMIN_SOCKET;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -118,12 +128,12 @@ int main(int argc, char** argv) {
   app.fallthrough();
   app.footer("Global options (--socket, --url, --token, --json) go before or after the command.");
   Target target;
-  const char* env_socket = std::getenv("PIPELINED_ADMIN_SOCKET");
   const char* env_token = std::getenv("PIPELINED_ADMIN_TOKEN");
-  target.socket = env_socket ? env_socket : "var/admin.sock";
+  target.socket = default_socket();
   target.token = env_token ? env_token : "";
   bool as_json = false;
-  app.add_option("--socket", target.socket, "admin Unix socket (default $PIPELINED_ADMIN_SOCKET or var/admin.sock)");
+  app.add_option("--socket", target.socket,
+                 "admin Unix socket (default $PIPELINED_ADMIN_SOCKET, else var/admin.sock when it exists, else " PIPELINED_PACKAGE_ADMIN_SOCKET ")");
   app.add_option("--url", target.url, "admin TCP listener, e.g. http://127.0.0.1:8081 (instead of the socket)");
   app.add_option("--token", target.token, "bearer token for --url (default $PIPELINED_ADMIN_TOKEN)");
   app.add_flag("--json", as_json, "print the daemon's JSON answer");

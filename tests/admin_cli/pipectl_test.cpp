@@ -217,6 +217,30 @@ TEST_F(PipectlTest, ShadowRunsAreComparedAndReported) {
   EXPECT_EQ(shadow["mismatched"], 20) << shadow.dump();
 }
 
+// Without --socket or $PIPELINED_ADMIN_SOCKET: a source tree's var/admin.sock under the current
+// directory when it exists (scripts/run), else the package's socket (/etc/pipelined/pipelined.yaml).
+TEST_F(PipectlTest, DefaultSocketIsTheSourceTreesThenThePackages) {
+  const std::string tree = dir_ / "tree";
+  std::filesystem::create_directories(tree + "/var");
+  std::filesystem::create_symlink(dir_ / "state/admin.sock", tree + "/var/admin.sock");
+  const std::string bare = std::string("env -u PIPELINED_ADMIN_SOCKET ") + PIPECTL_BINARY + " status";
+  Outcome r = run("cd '" + tree + "' && " + bare);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("stable only"), std::string::npos) << r.out;
+
+  const std::string elsewhere = dir_ / "elsewhere";
+  std::filesystem::create_directories(elsewhere);
+  r = run("cd '" + elsewhere + "' && " + bare);
+  if (std::filesystem::exists(PIPELINED_PACKAGE_ADMIN_SOCKET)) GTEST_SKIP() << "a packaged pipelined runs on this machine";
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("cannot reach pipelined at " PIPELINED_PACKAGE_ADMIN_SOCKET), std::string::npos) << r.out;
+
+  // The environment still wins over both.
+  r = run("cd '" + tree + "' && PIPELINED_ADMIN_SOCKET='" + dir_ / "absent.sock" + "' " + PIPECTL_BINARY + " status");
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find(dir_ / "absent.sock"), std::string::npos) << r.out;
+}
+
 TEST_F(PipectlTest, UsageAndUnreachableExitCodes) {
   Outcome r;
   EXPECT_EQ(pipectl(socket_ + " rollout").code, 2);               // --percent missing
