@@ -16,7 +16,7 @@
 
 namespace pipelined::config::detail {
 
-std::string join_key(const std::string& parent, const std::string& key) {
+inline std::string join_key(const std::string& parent, const std::string& key) {
   return parent.empty() ? key : parent + "." + key;
 }
 
