@@ -7,10 +7,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <map>
 #include <thread>
 
+#include "tests/admin_cli/run_pipectl.h"
 #include "tests/server/menu_daemon.h"
 #include "tests/server/sse_client.h"
 
@@ -30,15 +30,9 @@ std::vector<fs::path> menu_fixtures() {
 
 // Where the candidate's answer differed, per request id: the shadow_results rows (sqlite3 CLI).
 std::string mismatches(const fs::path& database) {
-  const std::string cmd = "sqlite3 '" + database.string() +
-                          "' \"SELECT request_id, candidate_ok, first_difference FROM shadow_results WHERE matched = 0\" 2>&1";
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-    ::pclose(p);
-  }
-  return out;
+  return run("sqlite3 '" + database.string() +
+             "' \"SELECT request_id, candidate_ok, first_difference FROM shadow_results WHERE matched = 0\"")
+      .out;
 }
 
 TEST(ShadowFixtures, SerialAndParallelAnswerEveryMenuFixtureAlike) {
