@@ -2,15 +2,14 @@
 // official OpenAI Node client against it.
 #include <gtest/gtest.h>
 
-#include <array>
 #include <chrono>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "provider-sim/content.h"
+#include "tests/common/run_command.h"
 #include "tests/pipelines/harness.h"
 
 namespace {
@@ -18,21 +17,14 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-std::string run(const std::string& cmd, int* code = nullptr) {
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  if (code) *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
+using pipelined::testing::Outcome;
+using pipelined::testing::run;
 
 json post(const harness::ProviderSim& sim, const std::string& path, const json& body, int* status = nullptr) {
   const fs::path file = fs::temp_directory_path() / ("provider_sim_test." + std::to_string(::getpid()) + ".json");
   std::ofstream(file) << body.dump();
   const std::string out = run("curl -s -w '\\n%{http_code}' -X POST -H 'Content-Type: application/json' --data-binary @" +
-                              file.string() + " '" + sim.url() + path + "'");
+                              file.string() + " '" + sim.url() + path + "'").out;
   const auto nl = out.rfind('\n');
   if (status) *status = std::stoi(out.substr(nl + 1));
   return json::parse(out.substr(0, nl), nullptr, false);
@@ -139,7 +131,7 @@ TEST(ProviderSim, CategorizeKeepsEveryItemOnce) {
 
 TEST(ProviderSim, GeminiAnswersFixtureTextByImageHash) {
   harness::ProviderSim sim({"--time-scale", "0"});
-  const std::string b64 = run("base64 -w0 " PIPELINED_SOURCE_DIR "/tests/fixtures/medicine/medicine_3.png");
+  const std::string b64 = run("base64 -w0 " PIPELINED_SOURCE_DIR "/tests/fixtures/medicine/medicine_3.png").out;
   json request = {{"contents", {{{"parts", {{{"text", "read"}}, {{"inline_data", {{"mime_type", "image/png"}, {"data", b64}}}},
                                             {{"inline_data", {{"mime_type", "image/png"}, {"data", "aGVsbG8="}}}}}}}}},
                   {"generationConfig", {{"responseMimeType", "application/json"}}}};
@@ -155,7 +147,7 @@ TEST(ProviderSim, InFlightLimitAnswers429WithRetryAfterAndCounts) {
   const json image = {{"model", "dall-e-3"}, {"prompt", "x"}};
   const std::string cmd = "curl -s -o /dev/null -w '%{http_code}\\n' -X POST -H 'Content-Type: application/json' -d '" + image.dump() +
                           "' " + sim.url() + "/v1/images/generations";
-  const std::string out = run("(" + cmd + " & " + cmd + " & " + cmd + " & wait)");
+  const std::string out = run("(" + cmd + " & " + cmd + " & " + cmd + " & wait)").out;
   EXPECT_NE(out.find("200"), std::string::npos) << out;
   EXPECT_NE(out.find("429"), std::string::npos) << out;
   const json stats = sim.stats();
@@ -164,7 +156,7 @@ TEST(ProviderSim, InFlightLimitAnswers429WithRetryAfterAndCounts) {
   EXPECT_GE(e["rate_limited"].get<int>(), 1);
   // While one request is in flight, the next gets 429 with Retry-After (one simulated second).
   const std::string headers = run("(" + cmd + " >/dev/null &) ; sleep 0.3; curl -s -D - -o /dev/null -X POST -H 'Content-Type: application/json' -d '" +
-                                  image.dump() + "' " + sim.url() + "/v1/images/generations");
+                                  image.dump() + "' " + sim.url() + "/v1/images/generations").out;
   EXPECT_NE(headers.find(" 429"), std::string::npos) << headers;
   EXPECT_NE(headers.find("Retry-After: 0.200"), std::string::npos) << headers;
 }
@@ -214,19 +206,18 @@ TEST(ProviderSim, FaultRatesAreRoughlyHonoured) {
 }
 
 TEST(ProviderSim, OfficialOpenAIClientUnderstandsIt) {
-  if (run("command -v node").empty()) GTEST_SKIP() << "node is not installed";
+  if (run("command -v node").code != 0) GTEST_SKIP() << "node is not installed";
   const fs::path dir = fs::path(PIPELINED_BINARY_DIR) / "tests/provider_sim/npm";
   fs::create_directories(dir);
   if (!fs::exists(dir / "node_modules/openai")) {
-    int code = 0;
-    const std::string out = run("cd " + dir.string() + " && npm init -y >/dev/null && timeout 300 npm install --no-audit --no-fund openai@4", &code);
-    if (code != 0) GTEST_SKIP() << "npm could not install openai (registry unreachable?): " << out.substr(0, 500);
+    const Outcome npm = run("cd " + dir.string() + " && npm init -y >/dev/null && timeout 300 npm install --no-audit --no-fund openai@4");
+    if (npm.code != 0) GTEST_SKIP() << "npm could not install openai (registry unreachable?): " << npm.out.substr(0, 500);
   }
   fs::copy_file(PIPELINED_SOURCE_DIR "/tests/provider_sim/openai_client.mjs", dir / "openai_client.mjs", fs::copy_options::overwrite_existing);
   harness::ProviderSim sim({"--time-scale", "0"});
-  int code = 0;
-  const std::string out = run("cd " + dir.string() + " && node openai_client.mjs " + sim.url() + "/v1", &code);
-  ASSERT_EQ(code, 0) << out;
+  const Outcome client = run("cd " + dir.string() + " && node openai_client.mjs " + sim.url() + "/v1");
+  ASSERT_EQ(client.code, 0) << client.out;
+  const std::string& out = client.out;
   const json r = json::parse(out.substr(std::min(out.find('{'), out.size())), nullptr, false);
   ASSERT_FALSE(r.is_discarded()) << out;
   EXPECT_EQ(r["object"], "chat.completion");

@@ -9,7 +9,9 @@
 #include <regex>
 
 #include "tests/notify/notify_socket.h"
+#include "tests/common/free_port.h"
 #include "tests/common/redis_server.h"
+#include "tests/common/run_command.h"
 #include "tests/server/daemon_process.h"
 
 namespace pipelined::testing {
@@ -32,17 +34,6 @@ std::string small_config(const TempDir& dir) {
          "endpoints:\n"
          "  - { method: POST, path: /run, pipeline: p, request: { format: json }, response: { out: $stages.echo } }\n"
          "  - { method: POST, path: /fail, pipeline: broken, request: { format: json }, response: { out: $stages.fail } }\n";
-}
-
-// Runs `command` through the shell; its exit code, with stdout and stderr in `output`.
-int run_command(const std::string& command, std::string& output) {
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return -1;
-  char buf[4096];
-  output.clear();
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) output.append(buf, n);
-  const int status = ::pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 bool has_program(const std::string& path) { return ::access(path.c_str(), X_OK) == 0; }
@@ -157,15 +148,15 @@ TEST_F(ObservabilityTest, PromtoolAcceptsTheScrape) {
   start();
   send_requests(2, 1);
   write_file(dir_ / "scrape.txt", scrape_until(R"(pipelined_requests_total{pipeline="p",endpoint="/run",arm="stable",outcome="ok"})", 2));
-  std::string out;
-  EXPECT_EQ(run_command("/usr/bin/promtool check metrics < " + dir_ / "scrape.txt", out), 0) << out;
-  EXPECT_EQ(out, "") << out;  // no lint findings either
+  const Outcome r = run("/usr/bin/promtool check metrics < " + dir_ / "scrape.txt");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "") << r.out;  // no lint findings either
 }
 
 TEST(DeployFiles, PromtoolAcceptsTheAlertRules) {
   if (!has_program("/usr/bin/promtool")) GTEST_SKIP() << "promtool not installed (Debian package prometheus)";
-  std::string out;
-  EXPECT_EQ(run_command("/usr/bin/promtool check rules " + kSource + "/deploy/alerts.yml", out), 0) << out;
+  const Outcome r = run("/usr/bin/promtool check rules " + kSource + "/deploy/alerts.yml");
+  EXPECT_EQ(r.code, 0) << r.out;
 }
 
 TEST(DeployFiles, GrafanaDashboardIsJson) {
@@ -187,9 +178,9 @@ TEST(DeployFiles, SystemdAnalyzeVerifiesTheUnit) {
   unit = std::regex_replace(unit, std::regex("/usr/local/bin/pipelined"), PIPELINED_BINARY);
   TempDir dir;
   write_file(dir / "pipelined.service", unit);
-  std::string out;
-  EXPECT_EQ(run_command(analyze + " verify --man=no " + dir / "pipelined.service", out), 0) << out;
-  EXPECT_EQ(out, "") << out;  // bad values are warnings with exit code 0
+  const Outcome r = run(analyze + " verify --man=no " + dir / "pipelined.service");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "") << r.out;  // bad values are warnings with exit code 0
   std::ifstream sysusers(kSource + "/deploy/pipelined.sysusers");
   std::string line, users;
   while (std::getline(sysusers, line)) users += line + "\n";
@@ -213,13 +204,6 @@ TEST_F(ObservabilityTest, NotifiesSystemdReadyReloadingWatchdogAndStopping) {
   EXPECT_EQ(daemon_->stop(), 0);
 }
 
-// A free loopback TCP port (Prometheus cannot listen on port 0 and report it).
-unsigned short free_port() {
-  net::io_context io;
-  net::ip::tcp::acceptor a(io, {net::ip::make_address("127.0.0.1"), 0});
-  return a.local_endpoint().port();
-}
-
 std::string url_encoded(const std::string& s) {
   std::string out;
   for (unsigned char c : s) {
@@ -236,7 +220,8 @@ std::string url_encoded(const std::string& s) {
 TEST_F(ObservabilityTest, PrometheusScrapesTheDaemonAndAnswersARateQuery) {
   if (!has_program("/usr/bin/prometheus")) GTEST_SKIP() << "prometheus not installed (Debian package prometheus)";
   start();
-  const unsigned short port = free_port();
+  // Prometheus cannot listen on port 0 and report the port it took.
+  const int port = free_loopback_port();
   write_file(dir_ / "prometheus.yml", "global: { scrape_interval: 1s, evaluation_interval: 1s }\n"
                                       "scrape_configs:\n  - job_name: pipelined\n    static_configs:\n"
                                       "      - targets: ['127.0.0.1:" + std::to_string(daemon_->metrics_port()) + "']\n");
