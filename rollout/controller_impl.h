@@ -46,7 +46,8 @@ struct RolloutController::Impl {
 
   mutable std::mutex verdict_mu;
   std::map<std::string, Verdict> verdicts;  // pipeline -> last guardrail pass
-  std::map<std::int64_t, Decision> last_decision;
+  // rollout id -> the decision last recorded; the lease holder's only (emptied while another decides)
+  std::map<std::int64_t, std::string> last_decision;
 
   std::mutex scheduler_mu;
   std::condition_variable scheduler_wake;
@@ -116,7 +117,17 @@ struct RolloutController::Impl {
 
   Verdict verdict_for(const Rollout& r, std::int64_t until);
 
+  // The guardrails' verdict on every live rollout, on the requests every replica has written; kept
+  // in `verdicts` for the status answer. Every replica judges, so `pipectl status` on any of them
+  // shows the verdict; only the lease holder acts on it (evaluate).
+  std::vector<std::pair<Rollout, Verdict>> judge_live();
+
+  // judge_live, then on each verdict: roll back, pause, record a changed decision, take the next step.
   void evaluate();
+
+  // The decision last recorded for rollout `id`: from memory, else from its events, so a replica
+  // that has just taken the lease does not record the previous holder's decision again.
+  std::string recorded_decision(std::int64_t id);
 
   // A verdict that changed without changing the rollout (collecting <-> keep) is an event too.
   void record_decision(const Rollout& r, const Verdict& v, const json& details);

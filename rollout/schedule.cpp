@@ -44,7 +44,13 @@ void RolloutController::Impl::schedule() {
     scheduler_wake.wait_for(lock, cfg()->guardrail_interval, [this] { return stopping; });
     if (stopping) break;
     lock.unlock();
-    if (deciding) evaluate();  // with replicas, the lease holder alone: one decision per event, not one per replica
+    if (deciding) {
+      evaluate();  // with replicas, the lease holder alone: one decision per event, not one per replica
+    } else {
+      judge_live();
+      std::lock_guard verdict_lock(verdict_mu);
+      last_decision.clear();  // another replica records decisions now; on taking the lease, read them back
+    }
     if (deciding && std::chrono::steady_clock::now() - last_retention > std::chrono::hours(1)) {
       retention();
       last_retention = std::chrono::steady_clock::now();
@@ -80,7 +86,7 @@ Verdict RolloutController::Impl::verdict_for(const Rollout& r, std::int64_t unti
   return judge(settings->criteria, arms["stable"].outcomes, arms["candidate"].outcomes, shadow, split);
 }
 
-void RolloutController::Impl::evaluate() {
+std::vector<std::pair<Rollout, Verdict>> RolloutController::Impl::judge_live() {
   const std::int64_t now = now_ms();
   std::map<std::string, std::int64_t> until;
   const auto held = snapshot();  // held: changes below publish newer states
@@ -89,24 +95,46 @@ void RolloutController::Impl::evaluate() {
   const std::int64_t others = others_complete(now);
   for (const auto& [pipeline, r] : held->latest) until[pipeline] = std::min(complete_until(pipeline, now), others);
   writer->flush();  // every request that started before `until` has been recorded: now it is written
-  const auto current = snapshot();
-  for (const auto& [pipeline, r] : current->latest) {
+  std::vector<std::pair<Rollout, Verdict>> judged;
+  for (const auto& [pipeline, r] : snapshot()->latest) {
     if (r.status != RolloutStatus::Live) continue;
-    Verdict v;
     try {
-      v = verdict_for(r, until[pipeline]);
+      judged.emplace_back(r, verdict_for(r, until[pipeline]));
     } catch (const std::exception& e) {
       spdlog::warn("rollout: guardrails skipped for {}: {}", pipeline, e.what());
       continue;
     }
+    std::lock_guard lock(verdict_mu);
+    verdicts[pipeline] = judged.back().second;
+  }
+  return judged;
+}
+
+std::string RolloutController::Impl::recorded_decision(std::int64_t id) {
+  {
+    std::lock_guard lock(verdict_mu);
+    if (auto it = last_decision.find(id); it != last_decision.end()) return it->second;
+  }
+  // The newest event that carries a verdict: a decision, or the step a "keep" took.
+  try {
+    for (const auto& e : store->events(id, 50))
+      if (e.details.is_object() && e.details.contains("decision") && e.details["decision"].is_string())
+        return e.details["decision"].get<std::string>();
+  } catch (const std::exception& e) {
+    spdlog::warn("rollout: could not read the decisions of rollout {}: {}", id, e.what());
+  }
+  return to_string(Decision::Collecting);  // no verdict recorded yet: collecting goes unrecorded
+}
+
+void RolloutController::Impl::evaluate() {
+  const std::int64_t now = now_ms();
+  for (const auto& [r, v] : judge_live()) {
+    const std::string& pipeline = r.pipeline;
     const json details = verdict_json(v);
-    Decision previous = Decision::Collecting;
+    const std::string previous = recorded_decision(r.id);
     {
       std::lock_guard lock(verdict_mu);
-      verdicts[pipeline] = v;
-      auto [it, fresh] = last_decision.try_emplace(r.id, Decision::Collecting);
-      previous = it->second;
-      it->second = v.decision;
+      last_decision[r.id] = to_string(v.decision);
     }
     if (v.decision == Decision::RollBack) {
       spdlog::warn("rollout {} ({}): guardrail tripped: {}", r.id, pipeline, v.reason);
@@ -118,7 +146,7 @@ void RolloutController::Impl::evaluate() {
       set_status({pipeline, "guardrail", v.reason}, "pause", details);
       continue;
     }
-    if (v.decision != previous) record_decision(r, v, details);
+    if (to_string(v.decision) != previous) record_decision(r, v, details);
     if (v.decision != Decision::Keep) continue;
     // The next step after the dwell, only when every criterion confidently holds.
     if (r.steps.empty() || r.step_index + 1 >= static_cast<int>(r.steps.size()) || now - r.step_ms < r.dwell_ms) continue;

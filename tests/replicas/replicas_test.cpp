@@ -185,6 +185,15 @@ TEST_F(ReplicasTest, OneRolloutStateForAllReplicas) {
   }
   EXPECT_GT(candidates, 10);
   EXPECT_LT(candidates, 50);
+  // Every replica, deciding or not, shows the guardrails' verdict on the requests all three served.
+  for (int i = 1; i <= 3; ++i) {
+    std::string out;
+    for (const auto until = Clock::now() + std::chrono::seconds(3); Clock::now() < until; std::this_thread::sleep_for(milliseconds(50))) {
+      out = pipectl("--socket " + socket(i) + " status").out;
+      if (out.find("p guardrails: ") != std::string::npos) break;
+    }
+    EXPECT_NE(out.find("p guardrails: "), std::string::npos) << "replica " << i << ":\n" << out;
+  }
 
   // Rolled back on replica 1: in effect on 2 and 3 within a second.
   const auto sent = Clock::now();

@@ -169,7 +169,23 @@ TEST(Replicas, OneGuardrailDecisionPerEventAndTheLeaseMovesOn) {
   const std::int64_t id = std::get<Changed>(started).rollouts.at(0).id;
   ASSERT_GE(wait_ms([&] { return rollout_of(*b).id == id && rollout_of(*c).id == id; }), 0);
 
-  // A candidate failing 60 % of its requests, served by all three replicas: the hard floor (80 %
+  // Every replica judges the rows all of them wrote, so `pipectl status` shows the verdict on any;
+  // two requests per arm and replica decide nothing yet.
+  for (auto* r : {a.get(), b.get(), c.get()})
+    for (int i = 0; i < 2; ++i) {
+      r->record(request(id, Arm::Candidate, true));
+      r->record(request(id, Arm::Stable, true));
+    }
+  for (auto* r : {a.get(), b.get(), c.get()}) {
+    const auto judged_all = [&] {
+      const auto v = r->status().pipelines.at("p").verdict;
+      return v && v->n_candidate == 6 && v->decision == Decision::Collecting;
+    };
+    EXPECT_GE(wait_ms(judged_all), 0) << "replica " << r->status().replica_id << (r->status().deciding ? " (deciding)" : "")
+                                      << " shows no verdict on the six candidate requests";
+  }
+
+  // A candidate failing 60 % of its next requests, served by all three replicas: the hard floor (80 %
   // after 20 requests) trips on the replicas' rows together, and one replica acts on it.
   for (int i = 0; i < 20; ++i)
     for (auto* r : {a.get(), b.get(), c.get()}) {

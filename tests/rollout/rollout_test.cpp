@@ -227,6 +227,37 @@ TEST_F(RolloutTest, AFasterHealthyCandidateIsKeptAndAFailingOneRolledBack) {
   EXPECT_EQ(c.assign("p", "anyone").arm, Arm::Stable);  // effective at once
 }
 
+// A daemon restarted on the same database (or a replica that takes the lease) goes on from the
+// decision its predecessor recorded: an unchanged "keep" is not recorded a second time, a new one is.
+TEST_F(RolloutTest, ARestartedControllerDoesNotRecordTheSameDecisionAgain) {
+  std::int64_t id = 0;
+  auto decisions = [&](const RolloutController& c) {
+    int n = 0;
+    for (const auto& e : c.status().recent_events) n += e.rollout_id == id && e.action == "decision";
+    return n;
+  };
+  {
+    RolloutController c(settings());
+    c.start();
+    id = start_rollout(c, 50);
+    feed(c, id, 400, 0.6);
+    c.evaluate_guardrails_now();
+    c.evaluate_guardrails_now();
+    ASSERT_EQ(decisions(c), 1);
+    c.stop();
+  }
+  RolloutController again(settings());
+  again.start();
+  again.evaluate_guardrails_now();
+  ASSERT_TRUE(again.status().pipelines.at("p").verdict.has_value());
+  EXPECT_EQ(again.status().pipelines.at("p").verdict->decision, Decision::Keep);
+  EXPECT_EQ(decisions(again), 1) << "the restarted controller recorded its predecessor's decision again";
+  // A different verdict is acted on: 30 % of the candidate's runs now fail.
+  feed(again, id, 400, 0.6, 0.30);
+  again.evaluate_guardrails_now();
+  EXPECT_EQ(current(again).status, RolloutStatus::RolledBack);
+}
+
 // The menu pipeline's case: requests that peak at 1 MiB on stable and 2.4 MiB on the candidate are
 // +140 % by percentage, but 1.4 MiB per request is under min_memory_increase_bytes (4 MiB): the
 // memory check holds and the faster candidate is kept.
