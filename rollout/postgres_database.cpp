@@ -118,10 +118,14 @@ std::string numbered(const std::string& sql) {
   return out;
 }
 
-DatabaseError classify(const std::exception& e, const std::string& name) {
+// `conn`: the connection the statement ran on, if any. A connection that closed under the statement
+// means the server went away whatever the exception says: a COPY cut off by a server shutdown throws
+// a plain pqxx::failure ("Error writing to table: server closed the connection unexpectedly").
+DatabaseError classify(const std::exception& e, const std::string& name, const pqxx::connection_base* conn = nullptr) {
   using Cause = DatabaseError::Cause;
   const std::string what = "metrics database " + name + ": " + e.what();
   if (dynamic_cast<const pqxx::broken_connection*>(&e) || dynamic_cast<const pqxx::in_doubt_error*>(&e)) return {Cause::Unreachable, what};
+  if (conn != nullptr && !conn->is_open()) return {Cause::Unreachable, what};
   if (const auto* s = dynamic_cast<const pqxx::sql_error*>(&e)) {
     const std::string& state = s->sqlstate();
     const std::string sql_class = state.substr(0, 2);
@@ -161,7 +165,7 @@ class PgListener final : public ChangeListener {
       conn_.await_notification(static_cast<long>(us / 1000000), static_cast<long>(us % 1000000));
       if (!conn_.is_open()) throw pqxx::broken_connection("the listening connection closed");
     } catch (const std::exception& e) {
-      throw classify(e, name_);
+      throw classify(e, name_, &conn_);
     }
     return receiver_.notified;
   }
@@ -219,13 +223,13 @@ class PostgresDatabase final : public Database {
       // writer or an operator's command for long. Restored when pqxx reconnects.
       conn_->set_variable("statement_timeout", "10000");
     } catch (const std::exception& e) {
-      throw classify(e, name_);
+      throw classify(e, name_, conn_.get());
     }
     migrate();
     try {
       requests_sequence_ = pqxx::nontransaction(*conn_).exec("SELECT pg_get_serial_sequence('requests', 'id')")[0][0].as<std::string>();
     } catch (const std::exception& e) {
-      throw classify(e, name_);
+      throw classify(e, name_, conn_.get());
     }
   }
 
@@ -240,7 +244,7 @@ class PostgresDatabase final : public Database {
     } catch (const DatabaseError&) {
       throw;
     } catch (const std::exception& e) {
-      throw classify(e, name_);
+      throw classify(e, name_, conn_.get());
     }
   }
 
@@ -259,7 +263,7 @@ class PostgresDatabase final : public Database {
     } catch (const DatabaseError&) {
       throw;
     } catch (const std::exception& e) {
-      throw classify(e, name_);
+      throw classify(e, name_, conn_.get());
     }
   }
 
@@ -309,7 +313,7 @@ class PostgresDatabase final : public Database {
       }
       w.commit();
     } catch (const std::exception& e) {
-      throw classify(e, name_);
+      throw classify(e, name_, conn_.get());
     }
   }
 
@@ -330,7 +334,7 @@ class PostgresDatabase final : public Database {
     try {
       return std::make_unique<PgListener>(url_, name_);
     } catch (const std::exception& e) {
-      throw classify(e, name_);
+      throw classify(e, name_, conn_.get());
     }
   }
 
@@ -371,8 +375,9 @@ class PostgresDatabase final : public Database {
       } catch (const DatabaseError&) {
         throw;
       } catch (const std::exception& e) {
-        throw DatabaseError(classify(e, name_).cause, "metrics database " + name_ + ": migration " + std::to_string(m.version) + "_" +
-                                                          m.name + " failed: " + e.what());
+        throw DatabaseError(classify(e, name_, conn_.get()).cause,
+                            "metrics database " + name_ + ": migration " + std::to_string(m.version) + "_" + m.name +
+                                " failed: " + e.what());
       }
     }
     try {
@@ -383,7 +388,7 @@ class PostgresDatabase final : public Database {
       w.commit();
       spdlog::info("metrics database {}: replaced the writer's tables' indexes with PostgreSQL's", name_);
     } catch (const std::exception& e) {
-      throw DatabaseError(classify(e, name_).cause, "metrics database " + name_ + ": the writer's indexes: " + e.what());
+      throw DatabaseError(classify(e, name_, conn_.get()).cause, "metrics database " + name_ + ": the writer's indexes: " + e.what());
     }
   }
 
