@@ -53,7 +53,7 @@ void RowWriter::flush() {
 WriterCounters RowWriter::counters() const {
   std::lock_guard lock(mu_);
   WriterCounters c = counters_;
-  c.queued = queue_.size();
+  c.queued = pushed_ - done_;  // the queue and the batch being written: what a SIGKILL would lose
   return c;
 }
 

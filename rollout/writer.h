@@ -25,7 +25,7 @@ struct WriterCounters {
   std::uint64_t lost_locked = 0;      // database locked by another process past the retries
   std::uint64_t lost_disk_full = 0;
   std::uint64_t lost_unavailable = 0;  // database could not be opened, read-only, corrupt, I/O error, unreachable
-  std::size_t queued = 0;
+  std::size_t queued = 0;  // accepted and not written yet: the queue and the batch being written
   bool waiting = false;  // the database server is unreachable: rows wait in the queue
   std::uint64_t lost() const { return lost_queue_full + lost_locked + lost_disk_full + lost_unavailable; }
 };
