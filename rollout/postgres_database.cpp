@@ -334,7 +334,7 @@ class PostgresDatabase final : public Database {
     try {
       return std::make_unique<PgListener>(url_, name_);
     } catch (const std::exception& e) {
-      throw classify(e, name_, conn_.get());
+      throw classify(e, name_);  // the listener's own connection, not conn_, is the one that failed
     }
   }
 
