@@ -18,11 +18,8 @@ void read_variant(Reader& r, const YAML::Node& node, const std::string& key, Var
                }},
               {"after", [&](auto& n, auto& k) { r.read_list(n, k, v.after); }},
               {"isolation", [&](auto& n, auto& k) {
-                 std::string isolation;
-                 r.read(n, k, isolation);
-                 if (isolation == "process") v.isolation = VariantConfig::Isolation::Process;
-                 else if (isolation == "in_process") v.isolation = VariantConfig::Isolation::InProcess;
-                 else r.error(n, k, "expected 'process' or 'in_process'");
+                 using Isolation = VariantConfig::Isolation;
+                 r.read_choice(n, k, {{"process", Isolation::Process}, {"in_process", Isolation::InProcess}}, v.isolation);
                }},
               {"memory_limit_mb", [&](auto& n, auto& k) { r.read_int(n, k, v.memory_limit_mb, 0, 1LL << 30); }},
               {"hang_grace_ms", [&](auto& n, auto& k) { r.read_millis(n, k, v.hang_grace, 0); }},
@@ -34,19 +31,9 @@ void read_stage(Reader& r, const YAML::Node& node, const std::string& key, Stage
   s.line = node.Mark().line + 1;
   r.read_map(node, key,
              {{"needs", [&](auto& n, auto& k) { r.read_list(n, k, s.needs); }},
-              {"input", [&](auto& n, auto& k) {
-                 std::string input;
-                 r.read(n, k, input);
-                 if (input == "stream") s.stream_input = true;
-                 else if (input == "whole") s.stream_input = false;
-                 else r.error(n, k, "expected 'whole' or 'stream', got '" + input + "'");
-               }},
+              {"input", [&](auto& n, auto& k) { r.read_choice(n, k, {{"whole", false}, {"stream", true}}, s.stream_input); }},
               {"on_failure", [&](auto& n, auto& k) {
-                 std::string mode;
-                 r.read(n, k, mode);
-                 if (mode == "fail") s.on_failure = OnFailure::Fail;
-                 else if (mode == "partial") s.on_failure = OnFailure::Partial;
-                 else r.error(n, k, "expected 'fail' or 'partial', got '" + mode + "'");
+                 r.read_choice(n, k, {{"fail", OnFailure::Fail}, {"partial", OnFailure::Partial}}, s.on_failure);
                }},
               {"fallback", [&](auto& n, auto& k) { r.read(n, k, s.fallback_to_stable); }},
               {"timeout_ms", [&](auto& n, auto& k) {
@@ -57,13 +44,12 @@ void read_stage(Reader& r, const YAML::Node& node, const std::string& key, Stage
               {"stable", [&](auto& n, auto& k) { r.read(n, k, s.stable); }},
               {"candidate", [&](auto& n, auto& k) { r.read(n, k, s.candidate); }},
               {"variants", [&](auto& n, auto& k) {
-                 if (!n.IsMap()) return r.error(n, k, "expected a map of variants");
-                 for (const auto& kv : n) {
+                 r.read_named(n, k, "variants", [&](const std::string& name, const YAML::Node& vn, const std::string& vk) {
                    VariantConfig v;
-                   v.name = kv.first.Scalar();
-                   read_variant(r, kv.second, join_key(k, v.name), v);
+                   v.name = name;
+                   read_variant(r, vn, vk, v);
                    s.variants.push_back(std::move(v));
-                 }
+                 });
                }}});
   if (s.variants.empty()) r.error(node, key, "a stage needs at least one variant under 'variants'");
   if (s.stable.empty()) r.error(node, key, "a stage needs 'stable' naming its stable variant");
@@ -85,20 +71,15 @@ void read_stage(Reader& r, const YAML::Node& node, const std::string& key, Stage
 void read_pipeline(Reader& r, const YAML::Node& node, const std::string& key, PipelineConfig& p) {
   r.read_map(node, key,
              {{"fallback", [&](auto& n, auto& k) {
-                 std::string mode;
-                 r.read(n, k, mode);
-                 if (mode == "whole_request") p.fallback_whole_request = true;
-                 else if (mode == "stage") p.fallback_whole_request = false;
-                 else r.error(n, k, "expected 'stage' or 'whole_request', got '" + mode + "'");
+                 r.read_choice(n, k, {{"stage", false}, {"whole_request", true}}, p.fallback_whole_request);
                }},
               {"stages", [&](auto& n, auto& k) {
-                 if (!n.IsMap()) return r.error(n, k, "expected a map of stages");
-                 for (const auto& kv : n) {
+                 r.read_named(n, k, "stages", [&](const std::string& name, const YAML::Node& sn, const std::string& sk) {
                    StageConfig s;
-                   s.name = kv.first.Scalar();
-                   read_stage(r, kv.second, join_key(k, s.name), s);
+                   s.name = name;
+                   read_stage(r, sn, sk, s);
                    p.stages.push_back(std::move(s));
-                 }
+                 });
                }}});
   if (p.stages.empty()) r.error(node, key, "a pipeline needs at least one stage under 'stages'");
 }
@@ -179,11 +160,7 @@ void read_endpoint(Reader& r, const YAML::Node& node, const std::string& key, En
               {"request", [&](auto& n, auto& k) {
                  r.read_map(n, k,
                             {{"format", [&](auto& fn, auto& fk) {
-                                std::string f;
-                                r.read(fn, fk, f);
-                                if (f == "json") e.format = RequestFormat::Json;
-                                else if (f == "multipart") e.format = RequestFormat::Multipart;
-                                else r.error(fn, fk, "expected 'json' or 'multipart', got '" + f + "'");
+                                r.read_choice(fn, fk, {{"json", RequestFormat::Json}, {"multipart", RequestFormat::Multipart}}, e.format);
                               }},
                              {"files_field", [&](auto& fn, auto& fk) { r.read(fn, fk, e.files_field); }}});
                }},

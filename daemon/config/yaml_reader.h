@@ -6,10 +6,12 @@
 
 #include <cstdlib>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "daemon/config/config.h"
@@ -19,6 +21,9 @@ namespace pipelined::config::detail {
 inline std::string join_key(const std::string& parent, const std::string& key) {
   return parent.empty() ? key : parent + "." + key;
 }
+
+// A map's known keys and the handler of each: handler(value, dotted key).
+using Fields = std::map<std::string, std::function<void(const YAML::Node&, const std::string&)>>;
 
 // Walks the YAML tree, converting values and collecting every error with its position; nothing
 // stops at the first error, so one run of --check-config shows all of them.
@@ -199,9 +204,36 @@ class Reader {
     }
   }
 
+  // A scalar that must name one of `choices`; `out` changes only on a match.
+  template <typename T>
+  void read_choice(const YAML::Node& node, const std::string& key, std::initializer_list<std::pair<const char*, T>> choices,
+                   T& out) {
+    auto s = scalar(node, key);
+    if (!s) return;
+    std::string names;
+    for (const auto& [name, value] : choices) {
+      if (*s == name) {
+        out = value;
+        return;
+      }
+      names += (names.empty() ? "'" : " or '") + std::string(name) + "'";
+    }
+    error(node, key, "expected " + names + ", got '" + *s + "'");
+  }
+
+  // A map whose keys are names the user chose (providers, pipelines, stages, variants):
+  // `entry(name, value, dotted key)` for each, in file order.
+  void read_named(const YAML::Node& node, const std::string& key, const std::string& what,
+                  const std::function<void(const std::string&, const YAML::Node&, const std::string&)>& entry) {
+    if (!node.IsMap()) {
+      error(node, key, "expected a map of " + what);
+      return;
+    }
+    for (const auto& kv : node) entry(kv.first.Scalar(), kv.second, join_key(key, kv.first.Scalar()));
+  }
+
   // Reads the members of a map: handlers by key; any other key is an error.
-  void read_map(const YAML::Node& node, const std::string& key,
-                const std::map<std::string, std::function<void(const YAML::Node&, const std::string&)>>& fields) {
+  void read_map(const YAML::Node& node, const std::string& key, const Fields& fields) {
     if (!node.IsMap()) {
       error(node, key, "expected a map");
       return;
@@ -221,7 +253,5 @@ class Reader {
  private:
   std::string file_;
 };
-
-using Fields = std::map<std::string, std::function<void(const YAML::Node&, const std::string&)>>;
 
 }  // namespace pipelined::config::detail

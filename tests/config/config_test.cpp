@@ -109,6 +109,33 @@ TEST(Config, WrongTypeAndRange) {
   EXPECT_EQ(e.line, 24);
 }
 
+// Maps keyed by the user's names (providers, pipelines, stages, variants) and one-of-a-few values
+// (queue_order, isolation, input, on_failure, fallback, format) each give one error naming the key.
+TEST(Config, NamedMapsAndChoices) {
+  auto e = only_error(std::string(kValid) + "providers: [a, b]\n");
+  EXPECT_EQ(e.key, "providers");
+  EXPECT_EQ(e.message, "expected a map of providers");
+  // Then also "a stage needs at least one variant".
+  auto list = load_string(replace(kValid, "      a:\n        variants:\n          serial: { plugin: test_echo }\n",
+                                  "      a:\n        variants: [serial]\n"));
+  ASSERT_FALSE(list.errors.empty());
+  EXPECT_EQ(list.errors[0].key, "pipelines.p.stages.a.variants");
+  EXPECT_EQ(list.errors[0].message, "expected a map of variants");
+  e = only_error(replace(kValid, "        needs: [a]\n", "        needs: [a]\n        on_failure: maybe\n"));
+  EXPECT_EQ(e.key, "pipelines.p.stages.b.on_failure");
+  EXPECT_EQ(e.message, "expected 'fail' or 'partial', got 'maybe'");
+  // A list where a choice belongs is one error, not also "got ''".
+  e = only_error(replace(kValid, "    pipeline: p\n", "    pipeline: p\n    request: { format: [json] }\n"));
+  EXPECT_EQ(e.key, "endpoints[0].request.format");
+  EXPECT_EQ(e.message, "expected a scalar value");
+  auto ok = load_string(replace(replace(kValid, "  p:\n    stages:\n", "  p:\n    fallback: whole_request\n    stages:\n"),
+                                "        needs: [a]\n", "        needs: [a]\n        on_failure: partial\n        input: stream\n"));
+  ASSERT_TRUE(ok.errors.empty()) << ok.errors.front().to_string();
+  EXPECT_TRUE(ok.config->pipelines[0].fallback_whole_request);
+  EXPECT_EQ(ok.config->pipelines[0].stages[1].on_failure, OnFailure::Partial);
+  EXPECT_TRUE(ok.config->pipelines[0].stages[1].stream_input);
+}
+
 TEST(Config, MalformedYamlGivesTheParsersPosition) {
   auto e = only_error("server:\n  listen: [127.0.0.1\nworker_threads: 2\n");
   EXPECT_GT(e.line, 1);
