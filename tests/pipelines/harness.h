@@ -8,12 +8,9 @@
 #include "daemon/outbound/outbound.h"
 #include "daemon/plugin_host/plugin_host.h"
 #include "daemon/pool/worker_pool.h"
+#include "tests/common/provider_sim_process.h"
 
 #include <curl/curl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -24,7 +21,6 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace harness {
@@ -74,77 +70,20 @@ inline std::string http(const std::string& method, const std::string& url, long*
   return body;
 }
 
-// provider-sim child process on an ephemeral loopback port, answering OCR from tests/fixtures.
-class ProviderSim {
+// provider-sim answering OCR from tests/fixtures, with its /_sim endpoints.
+class ProviderSim : public pipelined::testing::ProviderSimProcess {
  public:
-  explicit ProviderSim(std::vector<std::string> args) {
-    const std::string binary = std::string(PIPELINED_BINARY_DIR) + "/provider-sim/provider-sim";
-    if (!fs::exists(binary)) throw std::runtime_error(binary + " is not built");
-    std::vector<std::string> argv_s = {binary, "--port", "0", "--fixtures", (source_dir() / "tests/fixtures").string()};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;  // built before fork: the child only calls async-signal-safe functions
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int out[2];
-    if (pipe(out) != 0) throw std::runtime_error("pipe failed");
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], STDOUT_FILENO);
-      close(out[0]);
-      close(out[1]);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    // First stdout line: "listening on 127.0.0.1:PORT".
-    std::string line;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (line.find('\n') == std::string::npos) {
-      pollfd p{out[0], POLLIN, 0};
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-      if (left <= 0 || poll(&p, 1, static_cast<int>(left)) <= 0) break;
-      char buf[256];
-      const ssize_t n = read(out[0], buf, sizeof buf);
-      if (n <= 0) break;
-      line.append(buf, static_cast<std::size_t>(n));
-    }
-    const auto colon = line.rfind(':', line.find('\n'));
-    if (line.rfind("listening on", 0) != 0 || colon == std::string::npos) {
-      close(out[0]);
-      stop();
-      throw std::runtime_error("provider-sim did not say where it listens: '" + line + "'");
-    }
-    port_ = std::stoi(line.substr(colon + 1));
-    // Keep reading its stdout so it never blocks on a full pipe.
-    drain_ = std::thread([fd = out[0]] {
-      char buf[4096];
-      while (read(fd, buf, sizeof buf) > 0) {
-      }
-      close(fd);
-    });
-  }
-  ~ProviderSim() { stop(); }
-  ProviderSim(const ProviderSim&) = delete;
-  ProviderSim& operator=(const ProviderSim&) = delete;
+  explicit ProviderSim(std::vector<std::string> args)
+      : ProviderSimProcess(with_fixtures(std::move(args))) {}
 
-  int port() const { return port_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   json stats() const { return json::parse(http("GET", url() + "/_sim/stats")); }
   void reset() const { http("POST", url() + "/_sim/reset"); }
 
  private:
-  void stop() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      int status = 0;
-      waitpid(pid_, &status, 0);
-      pid_ = -1;
-    }
-    if (drain_.joinable()) drain_.join();
+  static std::vector<std::string> with_fixtures(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--fixtures", (source_dir() / "tests/fixtures").string()});
+    return args;
   }
-  pid_t pid_ = -1;
-  int port_ = 0;
-  std::thread drain_;
 };
 
 // Every `from` in `text` replaced by `to`.

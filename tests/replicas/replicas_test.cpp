@@ -14,6 +14,7 @@
 
 #include "tests/admin_cli/run_pipectl.h"
 #include "tests/common/postgres_server.h"
+#include "tests/common/provider_sim_process.h"
 #include "tests/common/redis_server.h"
 #include "tests/replicas/nginx.h"
 #include "tests/server/daemon_process.h"
@@ -26,42 +27,13 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 // provider-sim (answering at once), to count what the replicas send a provider.
-class ProviderSim {
+class ProviderSim : public ProviderSimProcess {
  public:
-  ProviderSim() {
-    const std::string binary = std::string(PIPELINED_BINARY_DIR) + "/provider-sim/provider-sim";
-    int out[2];
-    if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&actions, out[0]);
-    const char* argv[] = {binary.c_str(), "--port", "0", "--time-scale", "0", nullptr};
-    if (posix_spawn(&pid_, binary.c_str(), &actions, nullptr, const_cast<char**>(argv), environ) != 0)
-      throw std::runtime_error("cannot start " + binary);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(out[1]);
-    stdout_ = ::fdopen(out[0], "r");
-    char line[256] = {};
-    if (std::fgets(line, sizeof line, stdout_) == nullptr) throw std::runtime_error("provider-sim did not start");
-    const std::string l = line;  // "listening on 127.0.0.1:PORT"
-    port_ = std::stoi(l.substr(l.rfind(':') + 1));
-  }
-  ~ProviderSim() {
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
-    std::fclose(stdout_);
-  }
-  int port() const { return port_; }
+  ProviderSim() : ProviderSimProcess({"--time-scale", "0"}) {}
   json stats() const {
-    HttpClient client(static_cast<unsigned short>(port_));
+    HttpClient client(static_cast<unsigned short>(port()));
     return json::parse(client.request(http::verb::get, "/_sim/stats").body());
   }
-
- private:
-  pid_t pid_ = -1;
-  FILE* stdout_ = nullptr;
-  int port_ = 0;
 };
 
 class ReplicasTest : public ::testing::Test {
