@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <sstream>
 
 #include "common/percent.h"
@@ -177,6 +178,32 @@ std::string interval(const json& j) {
 
 namespace {
 
+bool counts_requests(const json& check) { return check.value("unit", std::string("fraction")) == "requests"; }
+
+std::string count(double v) { return std::to_string(whole(v)); }
+
+}  // namespace
+
+std::string check_interval(const json& c) {
+  if (!counts_requests(c)) return interval(c);
+  return count(c.value("estimate", 0.0)) + " [" + count(c.value("low", 0.0)) + ", " + count(c.value("high", 0.0)) + "]";
+}
+
+std::string check_threshold(const json& c) {
+  return counts_requests(c) ? count(c.value("threshold", 0.0)) : pipelined::common::format_percent(c.value("threshold", 0.0));
+}
+
+std::string clock_time(std::int64_t ms, bool with_date) {
+  const std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, with_date ? "%Y-%m-%d %H:%M:%S" : "%H:%M:%S", &tm);
+  return buf;
+}
+
+namespace {
+
 std::string rollout_header(const json& r) {
   if (r.is_null()) return "no rollout: requests served while none was live";
   return "rollout " + text(field(r, "id")) + " (" + variants(field(r, "variants")) + "), " + text(field(r, "status")) + " at " +
@@ -230,12 +257,11 @@ std::string format_report(const json& report) {
     out << "verdict: " << text(field(p, "verdict")) << "\n";
     std::vector<std::vector<std::string>> checks = {{"CHECK", "RESULT", "ESTIMATE [INTERVAL]", "THRESHOLD", "ALPHA"}};
     for (const auto& c : d.value("checks", json::array()))
-      checks.push_back({text(field(c, "rule")), text(field(c, "result")), interval(c), format_percent(c.value("threshold", 0.0)),
-                        fixed(c.value("alpha", 0.0), 4)});
+      checks.push_back({text(field(c, "rule")), text(field(c, "result")), check_interval(c), check_threshold(c), fixed(c.value("alpha", 0.0), 4)});
     if (checks.size() > 1) out << table(checks);
-    std::vector<std::vector<std::string>> events = {{"TIME", "ACTOR", "ACTION", "SHARE", "REASON"}};
+    std::vector<std::vector<std::string>> events = {{"TIME (UTC)", "ACTOR", "ACTION", "SHARE", "REASON"}};
     for (const auto& e : p.value("events", json::array()))
-      events.push_back({text(field(e, "time_ms")), text(field(e, "actor")), text(field(e, "action")),
+      events.push_back({clock_time(whole(field(e, "time_ms")), true), text(field(e, "actor")), text(field(e, "action")),
                         format_percent(e.value("percent", 0.0) / 100, 2), text(field(e, "reason"))});
     if (events.size() > 1) out << "decisions and actions, newest first:\n" << table(events);
     out << "\n";

@@ -49,16 +49,6 @@ std::string esc(const std::string& s) {
 std::string str(const json& v) { return v.is_string() ? v.get<std::string>() : v.is_null() ? "-" : v.dump(); }
 std::string num(double v) { return fixed(v, 1); }  // an SVG coordinate
 
-// UTC wall-clock time of an epoch millisecond; `with_date` for the page header.
-std::string clock_time(std::int64_t ms, bool with_date = false) {
-  const std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, with_date ? "%Y-%m-%d %H:%M:%S UTC" : "%H:%M:%S", &tm);
-  return buf;
-}
-
 std::string ms_text(double ms) { return ms < 1000 ? fixed(ms, ms < 10 ? 2 : 1) + " ms" : fixed(ms / 1000, 2) + " s"; }
 
 const char* arm_color(const std::string& arm) { return arm == "candidate" ? "#e15759" : arm == "stable" ? "#4e79a7" : "#59a14f"; }
@@ -361,8 +351,8 @@ std::string memory_chart(const json& arms) {
 std::string checks_text(const json& details) {
   std::string out;
   for (const auto& c : field(details, "checks"))
-    out += "<li>" + esc(str(field(c, "rule"))) + ": <b>" + esc(str(field(c, "result"))) + "</b> " + esc(interval(c)) + " vs " +
-           esc(format_percent(c.value("threshold", 0.0))) + " (α " + esc(fixed(c.value("alpha", 0.0), 4)) + ")</li>";
+    out += "<li>" + esc(str(field(c, "rule"))) + ": <b>" + esc(str(field(c, "result"))) + "</b> " + esc(check_interval(c)) + " vs " +
+           esc(check_threshold(c)) + " (α " + esc(fixed(c.value("alpha", 0.0), 4)) + ")</li>";
   return out.empty() ? "" : "<ul class=\"checks\">" + out + "</ul>";
 }
 
@@ -372,7 +362,7 @@ std::string events_table(const json& events) {
       "<table class=\"events\"><tr><th>time (UTC)</th><th>actor</th><th>action</th><th>share</th><th>reason and figures</th></tr>\n";
   for (const auto& e : events) {
     const std::string action = str(field(e, "action"));
-    out += "<tr><td>" + esc(clock_time(whole(field(e, "time_ms")), true)) + "</td><td>" + esc(str(field(e, "actor"))) +
+    out += "<tr><td>" + esc(clock_time(whole(field(e, "time_ms")), true) + " UTC") + "</td><td>" + esc(str(field(e, "actor"))) +
            "</td><td><span class=\"action\" style=\"border-color:" + action_color(action) + "\">" + esc(action) + "</span></td><td>" +
            esc(format_percent(e.value("percent", 0.0) / 100, 2)) + "</td><td>" + esc(str(field(e, "reason"))) +
            checks_text(field(e, "details")) + "</td></tr>\n";
@@ -399,7 +389,7 @@ std::string html_report(const json& report) {
   std::ostringstream out;
   out << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>pipelined report</title>\n"
       << kStyle << "</head><body>\n";
-  out << "<h1>pipelined report</h1>\n<p>Requests since " << esc(clock_time(whole(report.value("since_ms", json(0))), true)) << "; "
+  out << "<h1>pipelined report</h1>\n<p>Requests since " << esc(clock_time(whole(report.value("since_ms", json(0))), true) + " UTC") << "; "
       << esc(str(report.value("rows_written", json(0)))) << " metrics rows written, " << esc(str(report.value("rows_lost", json(0))))
       << " lost.</p>\n";
   const json& pipelines = field(report, "pipelines");

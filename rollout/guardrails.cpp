@@ -135,6 +135,7 @@ Check critical_success(const Criteria& c, const ArmOutcomes& k) {
 Check critical_crashes(const Criteria& c, const ArmOutcomes& k) {
   Check out{
       "critical_crashes", "candidate requests failed by a crash of its runner", 0, 0, 0, static_cast<double>(c.max_crashed_requests), 0};
+  out.unit = "requests";
   const auto it = k.failure_classes.find("crashed");
   out.estimate = out.low = out.high = it == k.failure_classes.end() ? 0 : it->second;
   out.result = out.estimate >= c.max_crashed_requests ? CheckResult::Fails : CheckResult::Unsure;

@@ -50,6 +50,9 @@ struct Check {
   bool needed_to_keep = false;  // "keep" waits until this one holds
   double more_samples = 0;      // per arm, estimated, while Unsure; 0 otherwise
   std::string text;             // one line for the operator
+  // What estimate, low, high and threshold count: "fraction" (0.05 is 5 %), or "requests"
+  // (critical_crashes: a number of requests).
+  std::string unit = "fraction";
 };
 
 enum class Decision { Collecting, Keep, RollBack, Pause };

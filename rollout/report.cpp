@@ -27,6 +27,7 @@ json verdict_json(const Verdict& v) {
                       {"low", c.low},
                       {"high", c.high},
                       {"threshold", c.threshold},
+                      {"unit", c.unit},
                       {"alpha", c.alpha},
                       {"result", to_string(c.result)},
                       {"text", c.text},

@@ -308,6 +308,30 @@ TEST(PipectlFormat, StatusListsReplicasWithTheirRoles) {
   EXPECT_EQ(pipectl::format_status(status).find("replicas"), std::string::npos);
 }
 
+TEST(PipectlFormat, ReportShowsCrashCountsAsRequestsAndEventTimesAsUtc) {
+  const json checks = json::array({{{"rule", "own_success"}, {"result", "holds"}, {"estimate", 0.99}, {"low", 0.97}, {"high", 1.0},
+                                    {"threshold", 0.95}, {"alpha", 0.05}, {"unit", "fraction"}},
+                                   {{"rule", "critical_crashes"}, {"result", "fails"}, {"estimate", 4}, {"low", 4}, {"high", 4},
+                                    {"threshold", 3}, {"alpha", 0}, {"unit", "requests"}}});
+  const json report = {{"pipelines",
+                        {{"p",
+                          {{"rollout", nullptr},
+                           {"verdict", "roll back"},
+                           {"decision", {{"checks", checks}}},
+                           {"events", json::array({{{"time_ms", 1795805222830LL}, {"actor", "guardrails"}, {"action", "rollback"}, {"percent", 50},
+                                                     {"details", {{"checks", checks}}}}})}}}}}};
+  const std::string text = pipectl::format_report(report);
+  EXPECT_NE(text.find("own_success       holds   99.0 % [97.0 %, 100.0 %]  95.0 %"), std::string::npos) << text;
+  EXPECT_NE(text.find("critical_crashes  fails   4 [4, 4]"), std::string::npos) << text;
+  EXPECT_EQ(text.find("300.0 %"), std::string::npos) << text;
+  EXPECT_EQ(text.find("400.0 %"), std::string::npos) << text;
+  EXPECT_NE(text.find("TIME (UTC)"), std::string::npos) << text;
+  EXPECT_NE(text.find("2026-11-27 18:47:02  guardrails  rollback  50.00 %"), std::string::npos) << text;
+  const std::string html = pipectl::html_report(report);
+  EXPECT_NE(html.find("critical_crashes: <b>fails</b> 4 [4, 4] vs 3 ("), std::string::npos);
+  EXPECT_NE(html.find("2026-11-27 18:47:02 UTC"), std::string::npos);
+}
+
 TEST(PipectlFormat, HtmlReportEscapesAndSurvivesMissingFields) {
   // A report from a daemon without the chart fields (latency_histogram, timeline): empty charts, no throw.
   const json old = {{"since_ms", 0},

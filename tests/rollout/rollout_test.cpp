@@ -340,6 +340,14 @@ TEST_F(RolloutTest, ACriticalFailureRateRollsBackAtOnceAndFewSamplesDecideNothin
   for (int i = 0; i < 10; ++i) c.record(row(Arm::Candidate, id, false, 500));
   c.evaluate_guardrails_now();
   EXPECT_EQ(current(c).status, RolloutStatus::Live);  // 10 requests: below hard_min_requests (20)
+  // The checks' JSON says what each figure counts: critical_crashes counts requests, the others fractions.
+  const json checks = verdict_json(*c.status().pipelines.at("p").verdict)["checks"];
+  int crash_checks = 0;
+  for (const auto& ch : checks) {
+    crash_checks += ch["rule"] == "critical_crashes";
+    EXPECT_EQ(ch["unit"], ch["rule"] == "critical_crashes" ? "requests" : "fraction") << ch.dump();
+  }
+  EXPECT_EQ(crash_checks, 1) << checks.dump();
   for (int i = 0; i < 10; ++i) c.record(row(Arm::Candidate, id, i % 2 == 0, 500));
   c.evaluate_guardrails_now();  // 5 of 20 succeeded: under 80 %, with no stable request at all
   const Rollout r = current(c);
