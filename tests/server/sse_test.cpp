@@ -174,8 +174,11 @@ TEST_F(SseTest, PipelineFailureIsAnErrorEventWithTheStatus) {
   EXPECT_EQ(s.events.back().name, "error");
   HttpClient plain(daemon_->port());
   const auto r = plain.request(http::verb::post, "/translate", body, type);
-  EXPECT_GE(r.result_int(), 422) << r.body();
+  EXPECT_EQ(r.result_int(), 422) << r.body();
   EXPECT_EQ(s.events.back().data, json::parse(r.body()));
+  // The engine names the failed stage once; the plugin's own message does not name it again.
+  EXPECT_EQ(json::parse(r.body())["error"]["class"], "invalid_input") << r.body();
+  EXPECT_EQ(json::parse(r.body())["error"]["message"], "ocr: the uploaded file is not an image Leptonica can decode") << r.body();
   std::vector<std::string> stages;
   for (const auto& e : s.events)
     if (e.name == "stage") stages.push_back(e.data["stage"].get<std::string>() + " " + e.data["status"].get<std::string>());

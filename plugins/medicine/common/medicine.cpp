@@ -320,7 +320,7 @@ constexpr const char* kAnalysisInstructions =
 
 sdk::Task<json> analyze(const json& input, const sdk::Context& ctx, const AnalysisConfig& config) {
   if (!input.is_object() || !input.contains("drugs") || !input.contains("ocr"))
-    throw StageError(PL_ERR_INVALID_INPUT, "analysis: input needs the outputs of stages 'drugs' and 'ocr'");
+    throw StageError(PL_ERR_INVALID_INPUT, "input needs the outputs of stages 'drugs' and 'ocr'");
   const json drugs = input["drugs"].value("drugs", json::array());
   const json& ocr = input["ocr"];
   const json images = ocr.value("images", json::array());
@@ -358,7 +358,7 @@ sdk::Task<json> analyze(const json& input, const sdk::Context& ctx, const Analys
               throw_malformed("medicine_matches", "entry without integer image / drug_id or numeric confidence");
             const long long image = m["image"].get<long long>(), id = m["drug_id"].get<long long>();
             if (!by_id.count(id) || !readable.count(image)) {
-              ctx.log(PL_LOG_WARN, "analysis: dropped a match to drug " + std::to_string(id) + " on image " +
+              ctx.log(PL_LOG_WARN, "dropped a match to drug " + std::to_string(id) + " on image " +
                                        std::to_string(image) + " outside the candidates / readable images");
               continue;
             }

@@ -309,7 +309,7 @@ sdk::Task<json> categorize(const json& input, const sdk::Context& ctx, const Cat
   const json& raw = require_array(input, "lines", "categorize");
   std::vector<std::string> lines;
   for (const json& l : raw) {
-    if (!l.is_string()) throw StageError(PL_ERR_INVALID_INPUT, "categorize: 'lines' must hold strings");
+    if (!l.is_string()) throw StageError(PL_ERR_INVALID_INPUT, "'lines' must hold strings");
     lines.push_back(l.get<std::string>());
   }
   if (lines.empty()) co_return json{{"categories", json::array()}};
@@ -349,7 +349,7 @@ sdk::Task<json> categorize(const json& input, const sdk::Context& ctx, const Cat
 
   std::vector<std::string> warnings;
   json merged = merge_categories(lines, answers, &warnings);
-  for (const auto& w : warnings) ctx.log(PL_LOG_WARN, "categorize: " + w);
+  for (const auto& w : warnings) ctx.log(PL_LOG_WARN, w);
   co_return merged;
 }
 
@@ -414,9 +414,9 @@ sdk::Task<json> translate(const json& input, const sdk::Context& ctx, const Tran
     for (std::size_t i = 0; i < texts.size(); ++i)
       if (!errors[i].empty()) {
         failed.push_back(i);
-        ctx.log(PL_LOG_WARN, "translate: Google Translate failed for category " + std::to_string(i) + " (" + errors[i] +
+        ctx.log(PL_LOG_WARN, "Google Translate failed for category " + std::to_string(i) + " (" + errors[i] +
                                  (config.fallback_provider.empty() ? ")" : "); using the chat fallback"));
-        if (config.fallback_provider.empty()) throw StageError(PL_ERR_UPSTREAM, "translate: " + errors[i]);
+        if (config.fallback_provider.empty()) throw StageError(PL_ERR_UPSTREAM, "Google Translate failed: " + errors[i]);
       }
   } else {
     for (std::size_t i = 0; i < texts.size(); ++i) failed.push_back(i);
@@ -477,7 +477,7 @@ std::size_t describe_chunk_size(std::size_t items, const DescribeConfig& config,
 sdk::Task<json> describe(const json& input, const sdk::Context& ctx, const DescribeConfig& config, Schedule schedule) {
   json out = input;
   json& categories = out["categories"];
-  if (!categories.is_array()) throw StageError(PL_ERR_INVALID_INPUT, "describe: input has no 'categories' array");
+  if (!categories.is_array()) throw StageError(PL_ERR_INVALID_INPUT, "input has no 'categories' array");
   struct Ref {
     std::size_t category, item;
   };
@@ -545,7 +545,7 @@ json assemble_categories(const std::vector<json>& items) {
   for (const json& item : items) {
     if (!item.contains("category_index") || !item["category_index"].is_number_integer() || !item.contains("item_index") ||
         !item["item_index"].is_number_integer())
-      throw StageError(PL_ERR_INVALID_INPUT, "images: an input item has no category_index / item_index");
+      throw StageError(PL_ERR_INVALID_INPUT, "an input item has no category_index / item_index");
     sorted.push_back(&item);
   }
   std::stable_sort(sorted.begin(), sorted.end(), [](const json* a, const json* b) {
@@ -596,7 +596,7 @@ sdk::Task<json> images(const sdk::Context& ctx, const ImagesConfig& config, Sche
       results[i].first = image_result(r);
     } catch (const StageError& e) {
       results[i].second = std::string(e.error_class()) + ": " + e.what();
-      ctx.log(PL_LOG_WARN, "images: item " + std::to_string(i) + ": " + e.what());
+      ctx.log(PL_LOG_WARN, "item " + std::to_string(i) + ": " + e.what());
     }
     sdk::Payload emitted;
     {

@@ -290,10 +290,10 @@ TesseractReader::Reading TesseractReader::recognize(Engine& engine, const void* 
 
 json TesseractReader::read(const std::string& image, const sdk::Context& ctx, Schedule schedule) const {
   PixPtr decoded(pixReadMem(reinterpret_cast<const l_uint8*>(image.data()), image.size()));
-  if (!decoded) throw StageError(PL_ERR_INVALID_INPUT, "ocr: the uploaded file is not an image Leptonica can decode");
+  if (!decoded) throw StageError(PL_ERR_INVALID_INPUT, "the uploaded file is not an image Leptonica can decode");
   PixPtr gray(pixConvertTo8(decoded.get(), 0));
   decoded.reset();
-  if (!gray) throw StageError(PL_ERR_INVALID_INPUT, "ocr: cannot convert the image to grayscale");
+  if (!gray) throw StageError(PL_ERR_INVALID_INPUT, "cannot convert the image to grayscale");
 
   // Serial and parallel read the same thing: each text line cut out of the image on its own (with
   // the same margins), recognised as one line by the same steps. They differ only in scheduling, so
@@ -329,7 +329,7 @@ json TesseractReader::read(const std::string& image, const sdk::Context& ctx, Sc
     BOX* box = boxCreate(x0, top, std::max(1, x1 - x0), bottom - top);
     PixPtr line(pixClipRectangle(gray.get(), box, nullptr));
     boxDestroy(&box);
-    if (!line) throw StageError(PL_ERR_INTERNAL, "ocr: cannot cut line " + std::to_string(i));
+    if (!line) throw StageError(PL_ERR_INTERNAL, "cannot cut line " + std::to_string(i));
     return line;
   };
   // One line of text, cleaned; Tesseract may still break it.
