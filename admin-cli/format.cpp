@@ -171,27 +171,28 @@ std::string format_rollout(const json& a) {
   return out;
 }
 
-std::string interval(const json& j) {
-  return pipelined::common::format_percent(j.value("estimate", 0.0)) + " [" + pipelined::common::format_percent(j.value("low", 0.0)) +
-         ", " + pipelined::common::format_percent(j.value("high", 0.0)) + "]";
-}
-
 namespace {
 
-bool counts_requests(const json& check) { return check.value("unit", std::string("fraction")) == "requests"; }
+using Figure = std::string (*)(double);
 
+std::string percent(double fraction) { return pipelined::common::format_percent(fraction); }
 std::string count(double v) { return std::to_string(whole(v)); }
+
+// "{estimate} [{low}, {high}]", each written by `figure`.
+std::string interval_in(const json& j, Figure figure) {
+  return figure(j.value("estimate", 0.0)) + " [" + figure(j.value("low", 0.0)) + ", " + figure(j.value("high", 0.0)) + "]";
+}
+
+// How a check's figures are written: whole numbers for unit "requests" (critical_crashes), else percents.
+Figure check_figure(const json& check) { return check.value("unit", std::string("fraction")) == "requests" ? count : percent; }
 
 }  // namespace
 
-std::string check_interval(const json& c) {
-  if (!counts_requests(c)) return interval(c);
-  return count(c.value("estimate", 0.0)) + " [" + count(c.value("low", 0.0)) + ", " + count(c.value("high", 0.0)) + "]";
-}
+std::string interval(const json& j) { return interval_in(j, percent); }
 
-std::string check_threshold(const json& c) {
-  return counts_requests(c) ? count(c.value("threshold", 0.0)) : pipelined::common::format_percent(c.value("threshold", 0.0));
-}
+std::string check_interval(const json& c) { return interval_in(c, check_figure(c)); }
+
+std::string check_threshold(const json& c) { return check_figure(c)(c.value("threshold", 0.0)); }
 
 std::string clock_time(std::int64_t ms, bool with_date) {
   const std::time_t t = static_cast<std::time_t>(ms / 1000);
