@@ -329,6 +329,21 @@ TEST(MenuStagesFaults, ProviderErrorsKeepTheirClass) {
   }
 }
 
+TEST(MenuStagesFaults, InputWithoutItsArrayIsInvalidInputNamingTheKey) {
+  // Not an object, or an object without the array: the same error for every stage that needs one.
+  for (const json& input : {json::array(), json{{"categories", "x"}}}) {
+    fake::Run run([](const fake::Call&) { return fake::Reply{500, "{}"}; });
+    try {
+      fake::wait(menu::describe(input, run.ctx, {}, Schedule::Parallel));
+      FAIL() << input.dump();
+    } catch (const pipelined::sdk::StageError& e) {
+      EXPECT_EQ(e.error_class(), std::string("invalid_input"));
+      EXPECT_EQ(std::string(e.what()), "input has no 'categories' array");
+    }
+    run.raw.join();
+  }
+}
+
 TEST(MenuStagesFaults, TranslateFallsBackToChatForTheCategoriesGoogleFailed) {
   fake::Run helper(menu_world);
   json categorized = fake::wait(menu::categorize(ocr_output("menu_ja_40"), helper.ctx, {}, Schedule::Serial));

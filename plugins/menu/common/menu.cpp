@@ -33,9 +33,9 @@ std::string trim(std::string_view s) {
   return std::string(s);
 }
 
-const json& require_array(const json& doc, const char* key, const char* stage) {
+const json& require_array(const json& doc, const char* key) {
   if (!doc.is_object() || !doc.contains(key) || !doc[key].is_array())
-    throw StageError(PL_ERR_INVALID_INPUT, std::string(stage) + ": input has no '" + key + "' array");
+    throw StageError(PL_ERR_INVALID_INPUT, std::string("input has no '") + key + "' array");
   return doc[key];
 }
 
@@ -306,7 +306,7 @@ json merge_categories(const std::vector<std::string>& lines, const std::vector<j
 }
 
 sdk::Task<json> categorize(const json& input, const sdk::Context& ctx, const CategorizeConfig& config, Schedule schedule) {
-  const json& raw = require_array(input, "lines", "categorize");
+  const json& raw = require_array(input, "lines");
   std::vector<std::string> lines;
   for (const json& l : raw) {
     if (!l.is_string()) throw StageError(PL_ERR_INVALID_INPUT, "'lines' must hold strings");
@@ -366,7 +366,7 @@ TranslateConfig TranslateConfig::from(const json& config, std::string_view plugi
 }
 
 sdk::Task<json> translate(const json& input, const sdk::Context& ctx, const TranslateConfig& config, Schedule schedule) {
-  const json& categories = require_array(input, "categories", "translate");
+  const json& categories = require_array(input, "categories");
   // Per category: its name, then its items' names.
   std::vector<std::vector<std::string>> texts;
   for (const json& c : categories) {
@@ -475,9 +475,9 @@ std::size_t describe_chunk_size(std::size_t items, const DescribeConfig& config,
 }
 
 sdk::Task<json> describe(const json& input, const sdk::Context& ctx, const DescribeConfig& config, Schedule schedule) {
+  require_array(input, "categories");
   json out = input;
   json& categories = out["categories"];
-  if (!categories.is_array()) throw StageError(PL_ERR_INVALID_INPUT, "input has no 'categories' array");
   struct Ref {
     std::size_t category, item;
   };
